@@ -18,6 +18,18 @@ def _conv_block(x, filters: int, pool: tuple[int, int], name: str):
     x = layers.Activation("relu", name=f"{name}_relu")(x)
     return layers.MaxPooling2D(pool, name=f"{name}_pool")(x)
 
+def _input(cfg: HeartConfig, builder: str, n_classes: int, multilabel: bool):
+    "The log-Mel input layer, after checking that `n_classes` suits the task."
+    if n_classes < 2 and not multilabel: raise HeartError(f"{builder}: a multi-class model needs n_classes >= 2, got {n_classes}")
+    if n_classes < 1: raise HeartError(f"{builder}: n_classes must be >= 1, got {n_classes}")
+    return keras.Input(cfg.input_shape, name="log_mel")
+
+def _to_sequence(x):
+    "Conv features (freq, time, channels) → a sequence (time, freq × channels)."
+    x = layers.Permute((2, 1, 3), name="time_first")(x)
+    _, t, fr, ch = x.shape
+    return layers.Reshape((t, fr * ch), name="sequence")(x)
+
 def _head(x, n_classes: int, multilabel: bool, cfg: HeartConfig):
     "Dropout → dense → dropout → output layer (sigmoid for multi-label, softmax otherwise)."
     x = layers.Dropout(cfg.dropout, name="drop1")(x)
@@ -28,15 +40,9 @@ def _head(x, n_classes: int, multilabel: bool, cfg: HeartConfig):
 # %% ../nbs/04_models.ipynb #c1197875
 def build_cnn(cfg: HeartConfig, n_classes: int, multilabel: bool = False) -> keras.Model:
     "A 2-D CNN over log-Mel windows: conv blocks → average over time → dense → `n_classes` outputs."
-    if n_classes < 2 and not multilabel: raise HeartError(f"build_cnn: a multi-class model needs n_classes >= 2, got {n_classes}")
-    if n_classes < 1: raise HeartError(f"build_cnn: n_classes must be >= 1, got {n_classes}")
-    inp = keras.Input(cfg.input_shape, name="log_mel")
-    x = inp
+    inp = x = _input(cfg, "build_cnn", n_classes, multilabel)
     for i, f in enumerate(cfg.conv_filters): x = _conv_block(x, f, (2, 2), f"block{i + 1}")
-    x = layers.Permute((2, 1, 3), name="time_first")(x)                 # (time, freq, channels)
-    _, t, fr, ch = x.shape
-    x = layers.Reshape((t, fr * ch), name="sequence")(x)
-    x = layers.GlobalAveragePooling1D(name="time_average")(x)
+    x = layers.GlobalAveragePooling1D(name="time_average")(_to_sequence(x))
     return keras.Model(inp, _head(x, n_classes, multilabel, cfg), name="heart_cnn")
 
 # %% ../nbs/04_models.ipynb #08e24774
@@ -68,15 +74,9 @@ class AttentionPooling(layers.Layer):
 # %% ../nbs/04_models.ipynb #9611da04
 def build_crnn(cfg: HeartConfig, n_classes: int, multilabel: bool = False) -> keras.Model:
     "A CRNN: conv blocks → bidirectional LSTM → attention pooling → dense → `n_classes` outputs."
-    if n_classes < 2 and not multilabel: raise HeartError(f"build_crnn: a multi-class model needs n_classes >= 2, got {n_classes}")
-    if n_classes < 1: raise HeartError(f"build_crnn: n_classes must be >= 1, got {n_classes}")
-    inp = keras.Input(cfg.input_shape, name="log_mel")
-    x = inp
+    inp = x = _input(cfg, "build_crnn", n_classes, multilabel)
     for i, f in enumerate(cfg.conv_filters): x = _conv_block(x, f, (2, 2) if i == 0 else (2, 1), f"block{i + 1}")
-    x = layers.Permute((2, 1, 3), name="time_first")(x)                 # (time, freq, channels)
-    _, t, fr, ch = x.shape
-    x = layers.Reshape((t, fr * ch), name="sequence")(x)
-    x = layers.Bidirectional(layers.LSTM(cfg.lstm_units, return_sequences=True), name="bilstm")(x)
+    x = layers.Bidirectional(layers.LSTM(cfg.lstm_units, return_sequences=True), name="bilstm")(_to_sequence(x))
     x = AttentionPooling(cfg.lstm_units, name="attention")(x)
     return keras.Model(inp, _head(x, n_classes, multilabel, cfg), name="heart_crnn")
 

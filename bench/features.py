@@ -1,0 +1,66 @@
+"""Feature-extraction speed and memory on all BMD-HS recordings, side by side in one run.
+
+(a) a plain one-process loop: librosa.load(sr=4000) + librosa.feature.melspectrogram (64 bands, n_fft 256, hop 80)
+(b) heart_nb.features.extract_features, cold cache, worker processes
+(c) the same from its cache
+Each runs in a fresh subprocess, so its peak RSS is its own; numba's first-run JIT is warmed up before timing.
+Also (d): (b) on a tenth of the files, for the memory-growth check.
+
+    python bench/features.py [--data ../shared/data/bmd-hs] [--jobs N]
+"""
+import argparse, json, subprocess, sys, tempfile, textwrap
+from pathlib import Path
+
+CHILD = textwrap.dedent('''
+    import json, resource, sys, time, warnings
+    warnings.simplefilter("ignore")
+    import numpy as np, librosa
+    mode, data, cache, frac, jobs = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
+    from pathlib import Path
+    files = sorted(Path(data, "audio").glob("*.wav"))
+    files = files[: max(1, int(len(files) * frac))]
+    y, _ = librosa.load(files[0], sr=4000); librosa.feature.melspectrogram(y=y, sr=4000, n_fft=256, hop_length=80, n_mels=64)  # JIT warm-up
+    t = time.perf_counter()
+    if mode == "plain":
+        n = 0
+        for f in files:
+            y, _ = librosa.load(f, sr=4000)
+            n += librosa.feature.melspectrogram(y=y, sr=4000, n_fft=256, hop_length=80, n_mels=64).shape[1]
+    else:
+        import pandas as pd
+        from heart_nb.core import HeartConfig
+        from heart_nb.features import extract_features
+        fs = extract_features(pd.DataFrame({"path": [str(f) for f in files]}), HeartConfig(), n_jobs=jobs or None,
+                              cache_dir=cache, progress=False)
+        n = len(fs.X)
+    dt = time.perf_counter() - t
+    rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    print(json.dumps({"mode": mode, "files": len(files), "seconds": dt, "peak_rss_mb": rss / 1024, "n": n}))
+''')
+
+def run(mode, data, cache, frac=1.0, jobs=0):
+    out = subprocess.run([sys.executable, "-c", CHILD, mode, str(data), str(cache), str(frac), str(jobs)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=None); ap.add_argument("--jobs", type=int, default=0)
+    a = ap.parse_args()
+    from heart_nb.core import find_bmdhs
+    data = Path(a.data) if a.data else find_bmdhs()
+    if data is None: sys.exit("BMD-HS not found: pass --data or set HEART_NB_BMDHS")
+    with tempfile.TemporaryDirectory() as c1, tempfile.TemporaryDirectory() as c2:
+        plain = run("plain", data, c1)
+        cold = run("heart_nb", data, c1, jobs=a.jobs)
+        warm = run("heart_nb", data, c1, jobs=a.jobs)
+        tenth = run("heart_nb", data, c2, 0.1, a.jobs)
+    rows = [("(a) plain librosa loop", plain), ("(b) heart_nb cold", cold), ("(c) heart_nb from cache", warm),
+            ("(d) heart_nb cold, 1/10 of the files", tenth)]
+    print(f"{'':40s} {'files':>6s} {'seconds':>8s} {'x (a)':>7s} {'peak RSS MB':>12s}")
+    for name, r in rows:
+        print(f"{name:40s} {r['files']:6d} {r['seconds']:8.2f} {r['seconds'] / plain['seconds']:7.3f} {r['peak_rss_mb']:12.0f}")
+    print(f"targets: (b) <= 0.5 x (a): {cold['seconds'] / plain['seconds']:.2f}; (c) <= 0.05 x (a): "
+          f"{warm['seconds'] / plain['seconds']:.3f}; RSS (b) <= 1.5 x RSS (d): {cold['peak_rss_mb'] / tenth['peak_rss_mb']:.2f}")
+
+if __name__ == "__main__": main()

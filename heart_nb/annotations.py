@@ -143,9 +143,10 @@ def load_annotations(path: str | Path, sheet: str | None = None, id_column: str 
         recs.append({"patient_id": pid, "source_id": str(row[idc]).strip(), **{c: int(c in labels) for c in CLASSES},
                      "age": _first(row, AGE_COLUMNS), "sex": _first(row, SEX_COLUMNS), "excel_row": row["excel_row"]})
     tab = _merge_patients(pd.DataFrame(recs), path)
+    excluded = _dedupe(excluded)
     tab.attrs["excluded"] = excluded
     tab.attrs["source"] = f"{path.name} [{name}]"
-    for e in _dedupe(excluded):
+    for e in excluded:
         warnings.warn(f"{path.name}: {e['patient_id']} excluded ({e['reason']}, excel row {e['excel_row']})")
     return tab
 

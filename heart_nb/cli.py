@@ -149,12 +149,14 @@ def _run(a) -> int:
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `heart-nb` console script."
     a = _parser().parse_args(argv)
-    warnings.filterwarnings("ignore", category=UserWarning, module="keras")
-    try: return _run(a)
-    except (HeartError, FileNotFoundError, PermissionError) as e:
-        print(f"heart-nb: error: {e}", file=sys.stderr); return 2
-    except KeyboardInterrupt:
-        print("heart-nb: interrupted", file=sys.stderr); return 130
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+        warnings.showwarning = lambda msg, *_, **__: print(f"heart-nb: warning: {msg}", file=sys.stderr)
+        try: return _run(a)
+        except (HeartError, FileNotFoundError, PermissionError) as e:
+            print(f"heart-nb: error: {e}", file=sys.stderr); return 2
+        except KeyboardInterrupt:
+            print("heart-nb: interrupted", file=sys.stderr); return 130
 
 # %% ../nbs/09_cli.ipynb #ceaf4568
 #| eval: false

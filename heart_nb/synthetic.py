@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd, soundfile as sf
 from scipy import signal
-from .core import CLASSES, HeartError
+from .core import CLASSES, HeartConfig, HeartError
 
 # %% auto #0
-__all__ = ['MURMURS', 'SITES', 'synth_heart_sound', 'SyntheticDataset', 'make_synthetic_dataset', 'make_bad_audio']
+__all__ = ['MURMURS', 'SITES', 'synth_heart_sound', 'SyntheticDataset', 'make_synthetic_dataset', 'tiny_config',
+           'synthetic_manifest', 'make_bad_audio']
 
 # %% ../nbs/08_synthetic.ipynb #610e49da
 MURMURS: dict[str, dict] = {
@@ -126,6 +127,20 @@ def make_synthetic_dataset(out_dir: str | Path, classes: tuple[str, ...] = CLASS
     return SyntheticDataset(root, audio, wb)
 
 # %% ../nbs/08_synthetic.ipynb #8b92585e
+def tiny_config(**changes) -> HeartConfig:
+    "A tiny `HeartConfig` for fast tests and examples: 32 Mel bands, 2 s windows, two small conv blocks."
+    base = HeartConfig(n_mels=32, window_s=2.0, window_hop_s=1.0, conv_filters=(4, 8), lstm_units=8, dense_units=8,
+                       batch_size=16, val_frac=0.25, test_frac=0.25)
+    return base.replace(**changes)
+
+def synthetic_manifest(out_dir: str | Path, **kwargs) -> tuple[SyntheticDataset, pd.DataFrame]:
+    "A synthetic dataset under `out_dir` (arguments of `make_synthetic_dataset`) and its manifest, written as `manifest.csv`."
+    from heart_nb.mapping import map_dataset
+    ds = make_synthetic_dataset(out_dir, **kwargs)
+    man, _ = map_dataset(ds.workbook, ds.audio_dir, Path(out_dir) / "manifest.csv")
+    return ds, man
+
+# %% ../nbs/08_synthetic.ipynb #f9556f28
 def make_bad_audio(out_dir: str | Path, sr: int = 4000) -> dict[str, Path]:
     "Write one broken audio file of each kind (empty, corrupt, silent, too short, non-finite, stereo, clipped) into `out_dir`."
     d = Path(out_dir); d.mkdir(parents=True, exist_ok=True)

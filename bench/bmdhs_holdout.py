@@ -32,7 +32,7 @@ def main():
     print(f"map {t_map:.1f} s: {len(man)} recordings, {man.patient_id.nunique()} patients; features {t_feat:.1f} s: {fs.X.shape}")
     for k in a.models.split(","):
         t = time.time(); run = train(man, out / f"run_{k}", cfg, model=k, features=fs, verbose=2); t_train = time.time() - t
-        res = evaluate_run(run); info = json.loads((run / "run.json").read_text())
+        res = evaluate_run(run, features=fs); info = json.loads((run / "run.json").read_text())
         for lvl in ("recording", "patient"):
             m = res[lvl]
             rows.append(dict(model=k, level=lvl, n=m["n"], balanced_accuracy=m["balanced_accuracy"], macro_f1=m["macro_f1"],

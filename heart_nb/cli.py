@@ -36,7 +36,7 @@ def run_demo(out_dir: str | Path = "heart_nb_demo", epochs: int = 20, patients_p
     for k in models:
         log(f"[4/5] training the {k.upper()} ({epochs} epochs at most, patient-wise split)")
         run = train(man, out / f"run_{k}", cfg, model=k, epochs=epochs, features=fs, verbose=0, data_note="SYNTHETIC")
-        results[k] = evaluate_run(run)
+        results[k] = evaluate_run(run, features=fs)
         m = results[k]["patient"]
         log(f"      {k.upper()}: patient-level balanced accuracy {m['balanced_accuracy']:.2f}, macro-F1 {m['macro_f1']:.2f} "
             f"(SYNTHETIC; {results[k]['protocol']})")

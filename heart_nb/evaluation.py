@@ -11,7 +11,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 from sklearn import metrics as skm
 from .core import HeartError
-from .features import extract_features
+from .features import FeatureSet, extract_features
 from .training import Run, load_run, target_matrix
 
 # %% auto #0
@@ -101,8 +101,8 @@ def predict_windows(run: Run, X: np.ndarray, batch_size: int = 256) -> np.ndarra
     return run.model.predict(run.standardiser(X), batch_size=batch_size, verbose=0)
 
 def evaluate_run(run_dir: str | Path, manifest: pd.DataFrame | None = None, split: str = "test",
-                 cache_dir: str | Path | None = None, show: bool = False) -> dict:
-    "Metrics of a run on held-out patients at recording and patient level; writes metrics.json and PNGs."
+                 cache_dir: str | Path | None = None, features: FeatureSet | None = None, show: bool = False) -> dict:
+    "Metrics of a run on held-out patients at recording and patient level; writes metrics.json and PNGs (reuses `features` when given)."
     run = load_run(run_dir); d = run.path
     if manifest is None:
         man = run.split[run.split.split == split]
@@ -115,7 +115,9 @@ def evaluate_run(run_dir: str | Path, manifest: pd.DataFrame | None = None, spli
     man = man.reset_index(drop=True)
     missing = [c for c in run.classes if c not in man.columns]
     if missing: raise HeartError(f"manifest lacks class column(s) {missing} of the run")
-    fs = extract_features(man, run.cfg, cache_dir=cache_dir, progress=False)
+    if features is not None:
+        features.check(run.cfg); fs = features.select(man); man = fs.manifest
+    else: fs = extract_features(man, run.cfg, cache_dir=cache_dir, progress=False)
     Pw = predict_windows(run, fs.X)
     recs, Pr = aggregate(Pw, fs.row)
     Yr = target_matrix(man, run.classes)[recs]

@@ -110,12 +110,19 @@ def cached_recording_features(path: str | Path, cfg: HeartConfig, cache_dir: str
 # %% ../nbs/03_features.ipynb #b1f1b10b
 @dataclass
 class FeatureSet:
-    "Log-Mel windows of a manifest: `X` (n, n_mels, n_frames), `row` (manifest row of each window), and errors."
+    "Log-Mel windows of a manifest: `X` (n, n_mels, n_frames), `row` (manifest row of each window), errors, and the feature parameters."
     X: np.ndarray
     row: np.ndarray
     manifest: pd.DataFrame
     errors: dict[str, str]
     padded: np.ndarray
+    params: dict
+
+    def check(self, cfg: HeartConfig) -> None:
+        "Raise `HeartError` unless these features were made with `cfg`'s feature parameters."
+        want = feature_key(cfg)
+        diff = sorted(k for k in want if self.params.get(k) != want[k])
+        if diff: raise HeartError(f"features were computed with other parameters ({', '.join(diff)}) than the config")
 
     def subset(self, rows) -> "FeatureSet":
         "The windows of the given manifest rows (positional indices), re-indexed to a new manifest."
@@ -123,7 +130,15 @@ class FeatureSet:
         keep = np.isin(self.row, rows)
         remap = -np.ones(len(self.manifest), dtype=int); remap[rows] = np.arange(len(rows))
         return FeatureSet(self.X[keep], remap[self.row[keep]], self.manifest.iloc[rows].reset_index(drop=True),
-                          {p: e for p, e in self.errors.items() if p in set(self.manifest.path.iloc[rows])}, self.padded[rows])
+                          {p: e for p, e in self.errors.items() if p in set(self.manifest.path.iloc[rows])}, self.padded[rows],
+                          self.params)
+
+    def select(self, manifest: pd.DataFrame) -> "FeatureSet":
+        "The windows of the recordings of `manifest`, matched by path (no recomputation)."
+        pos = pd.Series(np.arange(len(self.manifest)), index=self.manifest.path.to_numpy())
+        missing = [p for p in manifest.path if p not in pos.index]
+        if missing: raise HeartError(f"{missing[0]}: not in these features ({len(missing)} recording(s) missing); extract them first")
+        return self.subset(pos.loc[list(manifest.path)].to_numpy())
 
 def extract_features(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig(), n_jobs: int | None = None,
                      cache_dir: str | Path | None = None, progress: bool = True, backend: str = "loky") -> FeatureSet:
@@ -143,7 +158,7 @@ def extract_features(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig(), n
     rows = [np.full(len(r.mel), i) for i, r in enumerate(results) if r.error is None]
     X = np.concatenate(mels) if mels else np.zeros((0, cfg.n_mels, cfg.n_frames), np.float32)
     row = np.concatenate(rows) if rows else np.zeros(0, int)
-    return FeatureSet(X, row, manifest.reset_index(drop=True), errors, np.array([r.padded for r in results]))
+    return FeatureSet(X, row, manifest.reset_index(drop=True), errors, np.array([r.padded for r in results]), feature_key(cfg))
 
 # %% ../nbs/03_features.ipynb #ad2e65e6
 @dataclass

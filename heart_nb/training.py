@@ -90,7 +90,8 @@ def train(manifest: pd.DataFrame, out_dir: str | Path, cfg: HeartConfig = HeartC
     if task not in ("multiclass", "multilabel"): raise HeartError(f"task must be 'auto', 'multiclass' or 'multilabel', got {task!r}")
     split = patient_split(manifest, cfg); assert_patient_disjoint(manifest, split)
     fs = features if features is not None else extract_features(manifest, cfg, cache_dir=cache_dir, progress=verbose > 0)
-    if len(fs.manifest) != len(manifest): raise HeartError("features were computed for another manifest (row counts differ)")
+    fs.check(cfg)
+    if fs.manifest.path.tolist() != manifest.path.tolist(): raise HeartError("features were computed for another manifest (paths differ)")
     Y = target_matrix(manifest, classes)
     win_split = split[fs.row]
     tr, va = win_split == "train", win_split == "val"

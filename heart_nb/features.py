@@ -64,10 +64,11 @@ def log_mel(windows: np.ndarray, cfg: HeartConfig = HeartConfig()) -> np.ndarray
 # %% ../nbs/03_features.ipynb #760fdb5b
 @dataclass
 class RecordingFeatures:
-    "Log-Mel windows of one recording, the samples padded, and the error that stopped it (if any)."
+    "Log-Mel windows of one recording, the samples padded, the error that stopped it (if any) and its warnings."
     mel: np.ndarray | None
     padded: int = 0
     error: str | None = None
+    warnings: tuple[str, ...] = ()
 
 def feature_key(cfg: HeartConfig) -> dict:
     "The config fields that decide the features (the cache key)."
@@ -75,13 +76,13 @@ def feature_key(cfg: HeartConfig) -> dict:
     return {k: getattr(cfg, k) for k in keys}
 
 def recording_features(path: str | Path, cfg: HeartConfig = HeartConfig()) -> RecordingFeatures:
-    "Load, window and log-Mel one recording; a bad file gives `error` (one line) instead of raising."
+    "Load, window and log-Mel one recording; a bad file gives `error` (one line) instead of raising, warnings are kept."
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             y = load_audio(path, cfg)
         win, pad = frame_windows(y, cfg)
-        return RecordingFeatures(log_mel(win, cfg), pad)
+        return RecordingFeatures(log_mel(win, cfg), pad, warnings=tuple(str(w.message) for w in caught))
     except HeartError as e:
         return RecordingFeatures(None, 0, str(e))
 
@@ -99,11 +100,12 @@ def cached_recording_features(path: str | Path, cfg: HeartConfig, cache_dir: str
     try: entry = _cache_file(cache_dir, Path(path), cfg)
     except OSError as e: return RecordingFeatures(None, 0, f"{path}: unreadable audio file ({e.strerror})")
     if entry.exists():
-        with np.load(entry) as z: return RecordingFeatures(z["mel"], int(z["padded"]))
+        with np.load(entry) as z:
+            return RecordingFeatures(z["mel"], int(z["padded"]), warnings=tuple(z["warnings"].tolist()) if "warnings" in z.files else ())
     r = recording_features(path, cfg)
     if r.error is None:
         fd, tmpname = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f: np.savez(f, mel=r.mel, padded=r.padded)
+        with os.fdopen(fd, "wb") as f: np.savez(f, mel=r.mel, padded=r.padded, warnings=np.array(r.warnings, dtype=str))
         os.replace(tmpname, entry)
     return r
 
@@ -154,6 +156,8 @@ def extract_features(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig(), n
         results = list(results)
     errors = {p: r.error for p, r in zip(paths, results) if r.error is not None}
     for e in errors.values(): warnings.warn(e)
+    for r in results:                       # raised in worker processes: repeated here, where the user sees them
+        for w in r.warnings: warnings.warn(w)
     mels = [r.mel for r in results if r.error is None]
     rows = [np.full(len(r.mel), i) for i, r in enumerate(results) if r.error is None]
     X = np.concatenate(mels) if mels else np.zeros((0, cfg.n_mels, cfg.n_frames), np.float32)

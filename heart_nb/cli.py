@@ -117,8 +117,7 @@ def _run(a) -> int:
         from heart_nb.features import extract_features
         t0 = time.time(); fs = extract_features(read_manifest(a.manifest), _cfg(a.config), n_jobs=a.jobs, cache_dir=a.cache)
         print(f"{fs.X.shape[0]} windows from {len(fs.manifest) - len(fs.errors)} recordings in {time.time() - t0:.1f} s; "
-              f"{len(fs.errors)} failed; cache {a.cache}")
-        for e in fs.errors.values(): print(e, file=sys.stderr)
+              f"{len(fs.errors)} failed; cache {a.cache}")   # each failure was already warned, one line each
     elif a.command == "train":
         from heart_nb.mapping import read_manifest
         from heart_nb.training import train

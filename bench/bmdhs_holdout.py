@@ -28,6 +28,7 @@ def main():
     cfg = HeartConfig(epochs=a.epochs); rows = []
     t = time.time(); man, rep = map_dataset(data / "BMD-HS_Data_Annotation.xlsx", data / "audio", out / "manifest.csv")
     t_map = time.time() - t
+    cached = any((out / "cache").glob("*.npz"))
     t = time.time(); fs = extract_features(man, cfg, cache_dir=out / "cache", progress=False); t_feat = time.time() - t
     print(f"map {t_map:.1f} s: {len(man)} recordings, {man.patient_id.nunique()} patients; features {t_feat:.1f} s: {fs.X.shape}")
     for k in a.models.split(","):
@@ -41,7 +42,7 @@ def main():
         print(res["protocol"]); print(json.dumps(rows[-2:], indent=1))
     lines = ["# BMD-HS, foundation pipeline, single patient-wise hold-out", "",
              f"Protocol: {res['protocol']}. Task: {info['task']} over {info['classes']}; threshold 0.5 per class.",
-             f"Machine: 2 CPU cores. map {t_map:.1f} s, features {t_feat:.1f} s (cold cache).", "",
+             f"Machine: 2 CPU cores. map {t_map:.1f} s, features {t_feat:.1f} s ({'read from the cache of an earlier run' if cached else 'cold cache'}).", "",
              "| model | level | n | balanced acc | macro-F1 | macro-AUROC | per-class AUROC | epochs | train s | params |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -28,7 +28,7 @@ def main():
     cfg = HeartConfig(epochs=a.epochs); rows = []
     t = time.time(); man, rep = map_dataset(data / "BMD-HS_Data_Annotation.xlsx", data / "audio", out / "manifest.csv")
     t_map = time.time() - t
-    cached = any((out / "cache").glob("*.npz"))
+    cached = any((out / "cache").glob("set-*.f32"))
     t = time.time(); fs = extract_features(man, cfg, cache_dir=out / "cache", progress=False); t_feat = time.time() - t
     print(f"map {t_map:.1f} s: {len(man)} recordings, {man.patient_id.nunique()} patients; features {t_feat:.1f} s: {fs.X.shape}")
     for k in a.models.split(","):

@@ -3,7 +3,9 @@
 (a) a plain one-process loop: librosa.load(sr=4000) + librosa.feature.melspectrogram (64 bands, n_fft 256, hop 80)
 (b) heart_nb.features.extract_features, cold cache, worker processes
 (c) the same from its cache
-Each runs in a fresh subprocess, so its peak RSS is its own; numba's first-run JIT is warmed up before timing.
+Each runs in a fresh subprocess, so its peak RSS is its own; numba's first-run JIT is warmed up and every module
+imported before the clock starts. Peak RSS is the larger of the process's own and its largest finished child's
+(the default fork workers finish with the extraction, so they are counted).
 Also (d): (b) on a tenth of the files, for the memory-growth check.
 
     python bench/features.py [--data ../shared/data/bmd-hs] [--jobs N]
@@ -20,6 +22,9 @@ CHILD = textwrap.dedent('''
     files = sorted(Path(data, "audio").glob("*.wav"))
     files = files[: max(1, int(len(files) * frac))]
     y, _ = librosa.load(files[0], sr=4000); librosa.feature.melspectrogram(y=y, sr=4000, n_fft=256, hop_length=80, n_mels=64)  # JIT warm-up
+    import pandas as pd
+    from heart_nb.core import HeartConfig
+    from heart_nb.features import extract_features      # imports are not extraction: both sides import before the clock
     t = time.perf_counter()
     if mode == "plain":
         n = 0
@@ -27,9 +32,6 @@ CHILD = textwrap.dedent('''
             y, _ = librosa.load(f, sr=4000)
             n += librosa.feature.melspectrogram(y=y, sr=4000, n_fft=256, hop_length=80, n_mels=64).shape[1]
     else:
-        import pandas as pd
-        from heart_nb.core import HeartConfig
-        from heart_nb.features import extract_features
         fs = extract_features(pd.DataFrame({"path": [str(f) for f in files]}), HeartConfig(), n_jobs=jobs or None,
                               cache_dir=cache, progress=False)
         n = len(fs.X)

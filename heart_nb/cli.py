@@ -69,18 +69,23 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--manifest", required=True); f.add_argument("--cache", required=True, help="cache folder")
     f.add_argument("--config", default=None, help="HeartConfig JSON (default: the built-in defaults)")
     f.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
-    t = sub.add_parser("train", help="train a CNN or CRNN on a manifest (patient-wise split)",
+    t = sub.add_parser("train", help="train a CNN or CRNN on a manifest (patient-wise split or k-fold cross-validation)",
                        description="Train on a patient-wise train/validation/test split of the manifest; writes a run folder "
-                                   "with best_heart_model.keras, config.json, run.json, split.csv, history.csv.")
-    t.add_argument("--manifest", required=True); t.add_argument("--model", choices=["cnn", "crnn"], default="cnn")
+                                   "with best_heart_model.keras, config.json, run.json, split.csv, history.csv. With --folds K: "
+                                   "patient-wise K-fold cross-validation instead (resumable), one fold_N folder per fold.")
+    t.add_argument("--manifest", required=True); t.add_argument("--model", choices=["cnn", "crnn", "baseline"], default="cnn")
+    t.add_argument("--folds", type=int, default=None, help="patient-wise cross-validation with this many folds")
     t.add_argument("--out", required=True, help="run folder to write"); t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--config", default=None, help="HeartConfig JSON (default: the built-in defaults)")
     t.add_argument("--task", choices=["auto", "multiclass", "multilabel"], default="auto")
     t.add_argument("--cache", default=None, help="feature cache folder (default: none)")
-    e = sub.add_parser("evaluate", help="metrics and plots of a run on held-out patients",
+    e = sub.add_parser("evaluate", help="metrics and plots of a run on held-out patients, or of a cross-validation",
                        description="Evaluate a run on its held-out test patients (or on a manifest of other patients); "
-                                   "prints metrics, writes RUN/metrics.json and PNG plots.")
-    e.add_argument("--run", required=True); e.add_argument("--manifest", default=None, help="manifest of patients not used in training")
+                                   "prints metrics, writes RUN/metrics.json and PNG plots. With --cv DIR: the cross-validation's "
+                                   "metrics with patient-bootstrap 95 % intervals, written to DIR/cv_metrics.json and DIR/cv.png.")
+    which = e.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run"); which.add_argument("--cv", help="folder written by train --folds")
+    e.add_argument("--manifest", default=None, help="manifest of patients not used in training")
     e.add_argument("--cache", default=None)
     pr = sub.add_parser("predict", help="class probabilities of recordings",
                         description="Print each file's class probabilities under a trained run.")
@@ -118,7 +123,18 @@ def _run(a) -> int:
         t0 = time.time(); fs = extract_features(read_manifest(a.manifest), _cfg(a.config), n_jobs=a.jobs, cache_dir=a.cache)
         print(f"{fs.X.shape[0]} windows from {len(fs.manifest) - len(fs.errors)} recordings in {time.time() - t0:.1f} s; "
               f"{len(fs.errors)} failed; cache {a.cache}")   # each failure was already warned, one line each
+    elif a.command == "train" and a.folds is not None:
+        from heart_nb.mapping import read_manifest
+        from heart_nb.training import choose_task
+        from heart_nb.crossval import cross_validate
+        man = read_manifest(a.manifest); cfg = _cfg(a.config).replace(folds=a.folds) if a.folds >= 2 else None
+        if cfg is None: raise HeartError(f"--folds must be >= 2, got {a.folds}")
+        task = choose_task(man) if a.task == "auto" else a.task
+        r = cross_validate(man, cfg, a.model, task, a.out, cache_dir=a.cache, epochs=a.epochs, verbose=0)
+        print(f"cross-validated {a.model.upper()} ({task}, classes {r.classes}): {a.folds} patient-wise folds, "
+              f"{r.predictions.patient_id.nunique()} patients each tested once; wrote {a.out} (heart-nb evaluate --cv {a.out})")
     elif a.command == "train":
+        if a.model == "baseline": raise HeartError("--model baseline needs --folds (it is a cross-validation reference)")
         from heart_nb.mapping import read_manifest
         from heart_nb.training import train
         out = train(read_manifest(a.manifest), a.out, _cfg(a.config), a.model, a.epochs, cache_dir=a.cache, task=a.task)
@@ -126,6 +142,15 @@ def _run(a) -> int:
         print(f"trained {a.model.upper()} ({info['task']}, classes {info['classes']}): {info['epochs_run']} epochs, best "
               f"{info['best_epoch']}, patients train/val/test {info['patients']['train']}/{info['patients']['val']}/"
               f"{info['patients']['test']}; wrote {out}")
+    elif a.command == "evaluate" and a.cv:
+        from heart_nb.crossval import load_cv, cv_rows, plot_cv
+        r = load_cv(a.cv); rows = cv_rows(r)
+        print(f"{r.model} ({r.task}): patient-wise {len(r.folds)}-fold cross-validation; mean over folds [95 % CI, patients bootstrapped]")
+        for q in rows:
+            if q["metric"] in ("lesion_macro_auroc", "lesion_macro_f1", "macro_auroc", "macro_f1", "balanced_accuracy"):
+                print(f"{q['level']:9s} {q['metric']:20s} {q['mean']:.3f} [{q['ci_low']:.3f}, {q['ci_high']:.3f}]")
+        (Path(a.cv) / "cv_metrics.json").write_text(json.dumps(rows, indent=1)); plot_cv([r], Path(a.cv) / "cv.png")
+        print(f"wrote {Path(a.cv) / 'cv_metrics.json'} and {Path(a.cv) / 'cv.png'}")
     elif a.command == "evaluate":
         from heart_nb.mapping import read_manifest
         from heart_nb.evaluation import evaluate_run

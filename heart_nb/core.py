@@ -56,6 +56,11 @@ class HeartConfig:
     patience: int = 6
     val_frac: float = 0.15
     test_frac: float = 0.2
+    folds: int = 5                      # patient-wise cross-validation folds
+    augment: float = 0.5                # probability of each augmentation per training window (0: off)
+    aug_gain_db: float = 6.0            # random gain range (± dB)
+    aug_mask_bands: int = 8             # SpecAugment: widest Mel-band mask
+    aug_mask_frames: int = 25           # SpecAugment: widest time mask (frames)
     seed: int = 42
 
     def __post_init__(self):
@@ -79,6 +84,8 @@ class HeartConfig:
         need(0 < self.val_frac < 1 and 0 <= self.test_frac < 1 and self.val_frac + self.test_frac < 1,
              f"val_frac and test_frac must be in (0,1) and sum below 1, got {self.val_frac}, {self.test_frac}")
         need(self.epochs > 0 and self.batch_size > 0 and self.patience >= 0, "epochs, batch_size must be positive and patience >= 0")
+        need(self.folds >= 2, f"folds must be >= 2, got {self.folds}")
+        need(0 <= self.augment <= 1, f"augment must be a probability in [0, 1], got {self.augment}")
 
     @property
     def window_samples(self) -> int: return int(round(self.window_s * self.sr))

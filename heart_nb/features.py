@@ -4,46 +4,61 @@
 
 # %% ../nbs/03_features.ipynb #4a14eb98
 from __future__ import annotations
-import os, json, hashlib, tempfile, warnings
+import functools, io, os, sys, json, hashlib, tempfile, time, uuid, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np, pandas as pd, soundfile as sf, soxr
-from scipy import signal
+from scipy import signal, fft as sfft
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
+from threadpoolctl import threadpool_limits
 from .core import HeartConfig, HeartError
 
 # %% auto #0
-__all__ = ['load_audio', 'frame_windows', 'log_mel', 'RecordingFeatures', 'feature_key', 'recording_features',
-           'cached_recording_features', 'FeatureSet', 'extract_features', 'Standardiser']
+__all__ = ['FEATURES_VERSION', 'band_pass', 'load_audio', 'frame_windows', 'n_windows', 'log_mel', 'recording_log_mel',
+           'RecordingFeatures', 'feature_key', 'recording_features', 'FeatureCache', 'default_backend', 'FeatureSet',
+           'extract_features', 'Standardiser']
 
 # %% ../nbs/03_features.ipynb #2a52a18e
-def _bandpass(y: np.ndarray, cfg: HeartConfig) -> np.ndarray:
-    "Zero-phase 4th-order Butterworth band-pass to `cfg.band`."
-    sos = signal.butter(4, cfg.band, btype="bandpass", fs=cfg.sr, output="sos")
-    return signal.sosfiltfilt(sos, y).astype(np.float32)
+@functools.lru_cache(maxsize=64)
+def _band_gain(n: int, sr: int, band: tuple[float, float]) -> np.ndarray:
+    "Squared magnitude of the 4th-order Butterworth band-pass at the `rfft` bins of an `n`-point FFT."
+    sos = signal.butter(4, band, btype="bandpass", fs=sr, output="sos")
+    _, h = signal.sosfreqz(sos, worN=np.fft.rfftfreq(n, 1 / sr), fs=sr)
+    return (np.abs(h) ** 2).astype(np.float32)
 
-def load_audio(path: str | Path, cfg: HeartConfig = HeartConfig()) -> np.ndarray:
-    "Mono float32 samples of `path` at `cfg.sr`, band-passed to `cfg.band` and scaled to unit peak."
+def _fft_length(n: int) -> int:
+    "The smallest length >= n of the form 2^k, 3·2^k or 5·2^k."
+    k = max(0, int(np.ceil(np.log2(n))) - 3)
+    return min(c << j for c in (1, 3, 5) for j in range(k, k + 4) if c << j >= n)
+
+def band_pass(y: np.ndarray, cfg: HeartConfig = HeartConfig()) -> np.ndarray:
+    "Zero-phase band-pass of `y` (at `cfg.sr`) to `cfg.band`, as float32."
+    n = len(y); m = _fft_length(n + cfg.sr // 4)
+    return sfft.irfft(sfft.rfft(y.astype(np.float32), m) * _band_gain(m, cfg.sr, tuple(cfg.band)), m)[:n].astype(np.float32)
+
+# %% ../nbs/03_features.ipynb #b3cb0c35
+def load_audio(path: str | Path, cfg: HeartConfig = HeartConfig(), data: bytes | None = None) -> np.ndarray:
+    "Mono float32 samples of `path` (or of its bytes `data`, already read) at `cfg.sr`, band-passed to `cfg.band` and scaled to unit peak."
     path = Path(path)
-    try: y, sr = sf.read(path, dtype="float32", always_2d=True)
+    try: y, sr = sf.read(path if data is None else io.BytesIO(data), dtype="float32", always_2d=True)
     except Exception as e: raise HeartError(f"{path}: unreadable audio file ({str(e).splitlines()[0][:120]})") from None
     if y.shape[0] == 0: raise HeartError(f"{path}: empty audio file (0 samples)")
     if not np.isfinite(y).all(): raise HeartError(f"{path}: audio holds non-finite samples (NaN or inf)")
     if y.shape[1] > 1:
         warnings.warn(f"{path.name}: {y.shape[1]} channels mixed down to mono")
-    y = y.mean(axis=1)
+    y = y[:, 0] if y.shape[1] == 1 else y.mean(axis=1)
     if y.shape[0] / sr < cfg.min_duration_s:
         raise HeartError(f"{path}: recording is {y.shape[0] / sr:.2f} s long; the minimum is {cfg.min_duration_s:g} s")
-    peak = float(np.abs(y).max())
+    a = np.abs(y); peak = float(a.max())
     if peak == 0: raise HeartError(f"{path}: digital silence (every sample is 0)")
-    clipped = float(np.mean(np.abs(y) >= 0.999 * peak)) if peak >= 0.99 else 0.0
+    clipped = float(np.count_nonzero(a >= 0.999 * peak)) / len(a) if peak >= 0.99 else 0.0
     if clipped > 0.01: warnings.warn(f"{path.name}: {100 * clipped:.1f}% of samples are clipped")
     if sr != cfg.sr: y = soxr.resample(y, sr, cfg.sr, quality="HQ")
-    y = _bandpass(y, cfg)
-    return y / (np.abs(y).max() + 1e-12)
+    y = band_pass(y, cfg)
+    y *= 1 / (np.abs(y).max() + 1e-12); return y
 
-# %% ../nbs/03_features.ipynb #79823b42
+# %% ../nbs/03_features.ipynb #c77605d6
 def frame_windows(y: np.ndarray, cfg: HeartConfig = HeartConfig()) -> tuple[np.ndarray, int]:
     "Windows of `y` as rows (n_windows, window_samples) and the number of zero samples padded."
     w, h = cfg.window_samples, cfg.window_hop_samples
@@ -52,16 +67,47 @@ def frame_windows(y: np.ndarray, cfg: HeartConfig = HeartConfig()) -> tuple[np.n
     idx = np.arange(w)[None] + h * np.arange(n)[:, None]
     return y[idx], 0
 
-# %% ../nbs/03_features.ipynb #9376f81b
+def n_windows(n_samples: int, sr: int, cfg: HeartConfig = HeartConfig()) -> int:
+    "Number of windows `frame_windows` gives for a file of `n_samples` at `sr` once resampled to `cfg.sr`."
+    n = n_samples if sr == cfg.sr else (2 * n_samples * cfg.sr + sr) // (2 * sr)
+    return 1 if n < cfg.window_samples else 1 + (n - cfg.window_samples) // cfg.window_hop_samples
+
+# %% ../nbs/03_features.ipynb #3fbc376b
+@functools.lru_cache(maxsize=8)
+def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    "librosa's Mel filter bank (n_mels, n_fft // 2 + 1), float32."
+    import librosa
+    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(np.float32)
+
+@functools.lru_cache(maxsize=8)
+def _hann(n_fft: int) -> np.ndarray: return signal.get_window("hann", n_fft).astype(np.float32)   # periodic, as librosa's
+
+def _db_mel(y: np.ndarray, cfg: HeartConfig) -> np.ndarray:
+    "Log-Mel (dB) of the last axis of `y`: (..., samples) -> (..., n_mels, 1 + samples // hop_length)."
+    pad = [(0, 0)] * (y.ndim - 1) + [(cfg.n_fft // 2, cfg.n_fft // 2)]
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(y.astype(np.float32), pad), cfg.n_fft, axis=-1)
+    spec = sfft.rfft(frames[..., ::cfg.hop_length, :] * _hann(cfg.n_fft), axis=-1)
+    power = spec.real ** 2 + spec.imag ** 2
+    mel = power @ _mel_basis(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax).T
+    db = np.log(np.maximum(mel, 1e-10, out=mel), out=mel); db *= 10 / np.log(10)   # natural log: 4x quicker than log10 in float32
+    return db.swapaxes(-1, -2).astype(np.float32)
+
 def log_mel(windows: np.ndarray, cfg: HeartConfig = HeartConfig()) -> np.ndarray:
     "Log-Mel spectrograms (dB) of windows (n, samples) as float32 (n, n_mels, n_frames)."
-    import librosa
-    windows = np.atleast_2d(windows)
-    S = librosa.feature.melspectrogram(y=windows, sr=cfg.sr, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
-                                       n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax, power=2.0)
-    return (10 * np.log10(np.maximum(S, 1e-10))).astype(np.float32)
+    return _db_mel(np.atleast_2d(windows), cfg)
 
-# %% ../nbs/03_features.ipynb #760fdb5b
+# %% ../nbs/03_features.ipynb #ba2ae8ef
+def recording_log_mel(y: np.ndarray, cfg: HeartConfig = HeartConfig()) -> tuple[np.ndarray, int]:
+    "Log-Mel windows (n, n_mels, n_frames) of a whole recording and the samples padded; one transform per sample."
+    w, h, hop = cfg.window_samples, cfg.window_hop_samples, cfg.hop_length
+    if len(y) < w or w % hop or h % hop:
+        win, pad = frame_windows(y, cfg); return log_mel(win, cfg), pad
+    n = 1 + (len(y) - w) // h
+    S = _db_mel(y[: (n - 1) * h + w], cfg)
+    idx = (h // hop) * np.arange(n)[:, None] + np.arange(cfg.n_frames)[None]
+    return S[:, idx].swapaxes(0, 1), 0
+
+# %% ../nbs/03_features.ipynb #273a62b4
 @dataclass
 class RecordingFeatures:
     "Log-Mel windows of one recording, the samples padded, the error that stopped it (if any) and its warnings."
@@ -71,45 +117,109 @@ class RecordingFeatures:
     warnings: tuple[str, ...] = ()
 
 def feature_key(cfg: HeartConfig) -> dict:
-    "The config fields that decide the features (the cache key)."
+    "The config fields that decide the features (part of the cache key)."
     keys = ("sr", "band", "min_duration_s", "window_s", "window_hop_s", "n_fft", "hop_length", "n_mels", "fmin", "fmax")
-    return {k: getattr(cfg, k) for k in keys}
+    return {"version": FEATURES_VERSION, **{k: getattr(cfg, k) for k in keys}}
 
-def recording_features(path: str | Path, cfg: HeartConfig = HeartConfig()) -> RecordingFeatures:
+def recording_features(path: str | Path, cfg: HeartConfig = HeartConfig(), data: bytes | None = None) -> RecordingFeatures:
     "Load, window and log-Mel one recording; a bad file gives `error` (one line) instead of raising, warnings are kept."
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            y = load_audio(path, cfg)
-        win, pad = frame_windows(y, cfg)
-        return RecordingFeatures(log_mel(win, cfg), pad, warnings=tuple(str(w.message) for w in caught))
+            y = load_audio(path, cfg, data)
+        mel, pad = recording_log_mel(y, cfg)
+        return RecordingFeatures(mel, pad, warnings=tuple(str(w.message) for w in caught))
     except HeartError as e:
         return RecordingFeatures(None, 0, str(e))
 
-# %% ../nbs/03_features.ipynb #0b951a70
-def _cache_file(cache_dir: Path, path: Path, cfg: HeartConfig) -> Path:
-    "The cache entry for `path` under `cfg`."
-    h = hashlib.sha1(Path(path).read_bytes())
-    h.update(json.dumps(feature_key(cfg), sort_keys=True).encode())
-    return cache_dir / f"{h.hexdigest()}.npz"
+# %% ../nbs/03_features.ipynb #88e1a44f
+FEATURES_VERSION = 2
 
-def cached_recording_features(path: str | Path, cfg: HeartConfig, cache_dir: str | Path | None = None) -> RecordingFeatures:
-    "`recording_features`, read from / written to `cache_dir` when given."
-    if cache_dir is None: return recording_features(path, cfg)
-    cache_dir = Path(cache_dir); cache_dir.mkdir(parents=True, exist_ok=True)
-    try: entry = _cache_file(cache_dir, Path(path), cfg)
-    except OSError as e: return RecordingFeatures(None, 0, f"{path}: unreadable audio file ({e.strerror})")
-    if entry.exists():
-        with np.load(entry) as z:
-            return RecordingFeatures(z["mel"], int(z["padded"]), warnings=tuple(z["warnings"].tolist()) if "warnings" in z.files else ())
-    r = recording_features(path, cfg)
-    if r.error is None:
-        fd, tmpname = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f: np.savez(f, mel=r.mel, padded=r.padded, warnings=np.array(r.warnings, dtype=str))
-        os.replace(tmpname, entry)
-    return r
+# %% ../nbs/03_features.ipynb #88fed1f5
+class FeatureCache:
+    "A folder of window files and an index from (file content, feature parameters) to the windows."
+    def __init__(self, root: str | Path):
+        self.root = Path(root); self.root.mkdir(parents=True, exist_ok=True)
+        self.index = self._read()
 
-# %% ../nbs/03_features.ipynb #b1f1b10b
+    def _read(self) -> dict:
+        "The index on disk, or an empty one (a corrupt index is ignored with a warning: the cache is rebuilt)."
+        empty = {"version": FEATURES_VERSION, "files": {}, "entries": {}, "sets": {}}
+        try: d = json.loads((self.root / "index.json").read_text())
+        except FileNotFoundError: return empty
+        except ValueError:
+            warnings.warn(f"{self.root / 'index.json'}: unreadable cache index; the cache is rebuilt"); return empty
+        return d if d.get("version") == FEATURES_VERSION else empty
+
+    def known_key(self, path: str | Path, cfg: HeartConfig) -> tuple[str | None, list]:
+        "Cache key of `path` if its size and modification time are those last hashed (else None), and both; `OSError` if it cannot be read."
+        ap = os.path.abspath(path); st = os.stat(ap); sig = [st.st_size, st.st_mtime_ns]
+        known = self.index["files"].get(ap)
+        return (self.key_of(known[2], cfg) if known and known[:2] == sig else None), sig
+
+    def remember(self, path: str | Path, sig: list, digest: str) -> None:
+        "Record the content hash `digest` of `path` as it was when its size and time were `sig`."
+        self.index["files"][os.path.abspath(path)] = [*sig, digest]
+
+    @staticmethod
+    def key_of(digest: str, cfg: HeartConfig) -> str:
+        "Cache key of content hash `digest` under `cfg`."
+        return hashlib.sha1((digest + json.dumps(feature_key(cfg), sort_keys=True)).encode()).hexdigest()
+
+    def key(self, path: str | Path, cfg: HeartConfig) -> str:
+        "Cache key of `path` under `cfg`, hashing the file only when needed; raises `OSError` when it cannot be read."
+        k, sig = self.known_key(path, cfg)
+        if k is not None: return k
+        with open(path, "rb") as f: digest = hashlib.sha1(f.read()).hexdigest()
+        self.remember(path, sig, digest); return self.key_of(digest, cfg)
+
+    def window_file(self, name: str) -> Path | None:
+        "Path of a window file named by the index, or None when it is gone."
+        p = self.root / name
+        return p if p.exists() else None
+
+    def save(self) -> None:
+        "Merge this index into the one on disk (another run may have written meanwhile), write it atomically, drop unreferenced window files."
+        disk = self._read()
+        for k in ("files", "entries", "sets"): disk[k].update(self.index[k])
+        disk["entries"] = {k: e for k, e in disk["entries"].items() if e["set"] is None or (self.root / e["set"]).exists()}
+        live = {e["set"] for e in disk["entries"].values()} | set(disk["sets"].values())
+        fd, tmpname = tempfile.mkstemp(dir=self.root, suffix=".tmp")
+        with os.fdopen(fd, "w") as f: json.dump(disk, f)
+        os.replace(tmpname, self.root / "index.json"); self.index = disk
+        old = time.time() - 3600                 # leave alone what a concurrent run may be about to name
+        for p in list(self.root.glob("set-*.f32")) + list(self.root.glob("*.tmp")):
+            if p.name not in live and p.stat().st_mtime < old: p.unlink(missing_ok=True)
+
+# %% ../nbs/03_features.ipynb #99f6c89a
+def default_backend() -> str:
+    "joblib backend for feature workers: 'multiprocessing' (fork) when that is safe here, else 'loky'."
+    import multiprocessing as mp
+    fork = (mp.get_start_method(allow_none=True) or ("fork" if sys.platform.startswith("linux") else "spawn")) == "fork"
+    return "multiprocessing" if fork and "tensorflow" not in sys.modules else "loky"
+
+def _copy_bytes(src: Path, dst_fd: int, src_off: int, dst_off: int, nbytes: int, chunk: int = 1 << 22) -> None:
+    "Copy `nbytes` from `src` at `src_off` into the open file `dst_fd` at `dst_off`, a few MB at a time."
+    with open(src, "rb") as f:
+        f.seek(src_off); done = 0
+        while done < nbytes:
+            b = f.read(min(chunk, nbytes - done)); os.pwrite(dst_fd, b, dst_off + done); done += len(b)
+
+def _extract_into(path: str, cfg: HeartConfig, target: str, offset: int, planned: int) -> tuple:
+    "Features of one file (read once: hashed and decoded) written into `target` at byte `offset` when they fill the `planned` windows; returns (n, padded, error, warnings, windows if not written, content hash)."
+    try:
+        with open(path, "rb") as f: data = f.read()
+    except OSError as e: return 0, 0, f"{path}: unreadable audio file ({e.strerror})", (), None, None
+    digest = hashlib.sha1(data).hexdigest()
+    r = recording_features(path, cfg, data)
+    if r.error is not None: return 0, 0, r.error, r.warnings, None, digest
+    if len(r.mel) != planned: return len(r.mel), r.padded, None, r.warnings, r.mel, digest
+    fd = os.open(target, os.O_WRONLY)
+    try: os.pwrite(fd, np.ascontiguousarray(r.mel, np.float32).tobytes(), offset)
+    finally: os.close(fd)
+    return len(r.mel), r.padded, None, r.warnings, None, digest
+
+# %% ../nbs/03_features.ipynb #174a1742
 @dataclass
 class FeatureSet:
     "Log-Mel windows of a manifest: `X` (n, n_mels, n_frames), `row` (manifest row of each window), errors, and the feature parameters."
@@ -127,11 +237,11 @@ class FeatureSet:
         if diff: raise HeartError(f"features were computed with other parameters ({', '.join(diff)}) than the config")
 
     def subset(self, rows) -> "FeatureSet":
-        "The windows of the given manifest rows (positional indices), re-indexed to a new manifest."
+        "The windows of the given manifest rows (positional indices), re-indexed to a new manifest, in memory."
         rows = np.asarray(sorted(set(int(r) for r in rows)), dtype=int)
         keep = np.isin(self.row, rows)
         remap = -np.ones(len(self.manifest), dtype=int); remap[rows] = np.arange(len(rows))
-        return FeatureSet(self.X[keep], remap[self.row[keep]], self.manifest.iloc[rows].reset_index(drop=True),
+        return FeatureSet(np.asarray(self.X[keep]), remap[self.row[keep]], self.manifest.iloc[rows].reset_index(drop=True),
                           {p: e for p, e in self.errors.items() if p in set(self.manifest.path.iloc[rows])}, self.padded[rows],
                           self.params)
 
@@ -142,29 +252,109 @@ class FeatureSet:
         if missing: raise HeartError(f"{missing[0]}: not in these features ({len(missing)} recording(s) missing); extract them first")
         return self.subset(pos.loc[list(manifest.path)].to_numpy())
 
-def extract_features(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig(), n_jobs: int | None = None,
-                     cache_dir: str | Path | None = None, progress: bool = True, backend: str = "loky") -> FeatureSet:
-    "Log-Mel windows of every recording in `manifest`, in parallel, cached; failures reported, not fatal."
-    if "path" not in manifest.columns: raise HeartError("manifest has no 'path' column")
-    paths = list(manifest.path)
-    if n_jobs is None: n_jobs = 1 if len(paths) < 16 else min(os.cpu_count() or 1, 8)
-    it = tqdm(paths, desc="features", unit="file", disable=not progress, leave=False)
-    if n_jobs == 1: results = [cached_recording_features(p, cfg, cache_dir) for p in it]
-    else:
-        results = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator", batch_size=4)(
-            delayed(cached_recording_features)(p, cfg, cache_dir) for p in it)
-        results = list(results)
-    errors = {p: r.error for p, r in zip(paths, results) if r.error is not None}
-    for e in errors.values(): warnings.warn(e)
-    for r in results:                       # raised in worker processes: repeated here, where the user sees them
-        for w in r.warnings: warnings.warn(w)
-    mels = [r.mel for r in results if r.error is None]
-    rows = [np.full(len(r.mel), i) for i, r in enumerate(results) if r.error is None]
-    X = np.concatenate(mels) if mels else np.zeros((0, cfg.n_mels, cfg.n_frames), np.float32)
-    row = np.concatenate(rows) if rows else np.zeros(0, int)
-    return FeatureSet(X, row, manifest.reset_index(drop=True), errors, np.array([r.padded for r in results]), feature_key(cfg))
+# %% ../nbs/03_features.ipynb #a1edbd66
+def _strip_name(msg: str, path: str) -> str:
+    "A message with its leading file path or name taken off."
+    for pre in (f"{path}: ", f"{Path(path).name}: "):
+        if msg.startswith(pre): return msg[len(pre):]
+    return msg
 
-# %% ../nbs/03_features.ipynb #ad2e65e6
+def _run_workers(jobs: list, cfg: HeartConfig, target: str, n_jobs: int | None, backend: str | None, progress: bool) -> list:
+    "Run `_extract_into` for each (path, byte offset, planned windows) job, in order, with a progress bar."
+    if n_jobs is None: n_jobs = 1 if len(jobs) < 16 else min(os.cpu_count() or 1, 8)
+    it = tqdm(jobs, desc="features", unit="file", disable=not progress, leave=False)   # inputs are taken as workers free up
+    with threadpool_limits(1):          # one BLAS thread per process: the products are small, threads only contend
+        if n_jobs == 1 or len(jobs) <= 1: return [_extract_into(p, cfg, target, o, n) for p, o, n in it]
+        return Parallel(n_jobs=n_jobs, backend=backend or default_backend(), batch_size=16, pre_dispatch="2 * n_jobs")(
+            delayed(_extract_into)(p, cfg, target, o, n) for p, o, n in it)
+
+def extract_features(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig(), n_jobs: int | None = None,
+                     cache_dir: str | Path | None = None, progress: bool = True, backend: str | None = None) -> FeatureSet:
+    "Log-Mel windows of every recording in `manifest`, in parallel, streamed to a cache; failures reported, not fatal."
+    if "path" not in manifest.columns: raise HeartError("manifest has no 'path' column")
+    if cache_dir is None:                                  # a throw-away cache; the windows are read into memory
+        with tempfile.TemporaryDirectory(prefix="heart_nb_features_") as d:
+            fs = extract_features(manifest, cfg, n_jobs, d, progress, backend)
+            fs.X = np.array(fs.X); return fs
+    manifest = manifest.reset_index(drop=True); paths = [str(p) for p in manifest.path]
+    cache = FeatureCache(cache_dir); shape = (cfg.n_mels, cfg.n_frames); wbytes = 4 * cfg.n_mels * cfg.n_frames
+    _mel_basis(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)      # built once, inherited by forked workers
+    keys, sigs, errors = [None] * len(paths), [None] * len(paths), {}
+    for i, p in enumerate(paths):               # files hashed before (same size and time) need no reading here
+        try: keys[i], sigs[i] = cache.known_key(p, cfg)
+        except OSError as e: errors[i] = f"{p}: unreadable audio file ({e.strerror})"
+    ok = [i for i in range(len(paths)) if i not in errors]
+    entries = cache.index["entries"]
+    known = lambda k: k in entries and (entries[k]["set"] is None or cache.window_file(entries[k]["set"]) is not None)
+    set_key = lambda: hashlib.sha1("\n".join(keys[i] for i in ok).encode()).hexdigest()
+    name = cache.index["sets"].get(set_key()) if all(keys[i] is not None for i in ok) else None
+    if not (name and cache.window_file(name) and all(known(keys[i]) for i in ok)):
+        name, unread = _build_window_file(cache, paths, keys, sigs, ok, cfg, n_jobs, backend, progress)  # fills in keys
+        errors.update(unread); ok = [i for i in ok if i not in unread]
+        cache.index["sets"][set_key()] = name
+    cache.save()
+    meta = {i: entries[keys[i]] for i in ok}
+    for i in ok:
+        if meta[i].get("error"): errors[i] = f"{paths[i]}: {meta[i]['error']}"
+    good = [i for i in ok if i not in errors]
+    n = np.array([meta[i]["n"] for i in good], dtype=int)
+    X = (np.memmap(cache.root / name, np.float32, "r", shape=(int(n.sum()),) + shape) if n.sum()
+         else np.zeros((0,) + shape, np.float32))
+    for i in sorted(errors): warnings.warn(errors[i])
+    for i in good:                           # raised in worker processes (or cached): repeated here, where the user sees them
+        for w in meta[i]["warnings"]: warnings.warn(f"{Path(paths[i]).name}: {w}")
+    padded = np.array([meta[i]["padded"] if i in meta and i not in errors else 0 for i in range(len(paths))])
+    return FeatureSet(X, np.repeat(np.array(good, dtype=int), n), manifest, {paths[i]: e for i, e in sorted(errors.items())},
+                      padded, feature_key(cfg))
+
+# %% ../nbs/03_features.ipynb #6d0bbbe1
+def _build_window_file(cache: FeatureCache, paths: list, keys: list, sigs: list, ok: list, cfg: HeartConfig,
+                       n_jobs: int | None, backend: str | None, progress: bool) -> tuple[str, dict]:
+    "Write the windows of rows `ok` into a new window file of `cache`, fill in `keys` and the index; return the file's name and the rows that could not be read."
+    wbytes = 4 * cfg.n_mels * cfg.n_frames; entries = cache.index["entries"]
+    planned, src = {}, {}
+    for i in ok:
+        e = entries.get(keys[i]) if keys[i] is not None else None
+        if e is not None and (e["set"] is None or cache.window_file(e["set"])): src[i] = e; planned[i] = e["n"]
+        else:
+            try: info = sf.info(paths[i]); planned[i] = n_windows(info.frames, info.samplerate, cfg) if info.frames else 0
+            except Exception: planned[i] = 0                    # the worker names the problem
+    off = dict(zip(ok, np.concatenate([[0], np.cumsum([planned[i] for i in ok])])[:-1].tolist()))
+    fd, target = tempfile.mkstemp(dir=cache.root, prefix="set-", suffix=".tmp")
+    try:
+        os.ftruncate(fd, sum(planned.values()) * wbytes)
+        for i, e in src.items():
+            if e["n"]: _copy_bytes(cache.root / e["set"], fd, e["start"] * wbytes, off[i] * wbytes, e["n"] * wbytes)
+        todo = [i for i in ok if i not in src]
+        res = dict(zip(todo, _run_workers([(paths[i], off[i] * wbytes, planned[i]) for i in todo], cfg, target, n_jobs, backend, progress)))
+        unread = {i: res[i][2] for i in todo if res[i][5] is None}
+        final_n = {i: (src[i]["n"] if i in src else res[i][0]) for i in ok if i not in unread}
+        if any(final_n.get(i, 0) != planned[i] for i in todo):  # a failure or a wrong prediction: lay out again
+            fd2, target2 = tempfile.mkstemp(dir=cache.root, prefix="set-", suffix=".tmp")
+            pos = 0; new_off = {}
+            for i, n_ in final_n.items():
+                new_off[i] = pos
+                if n_ == planned[i]: _copy_bytes(Path(target), fd2, off[i] * wbytes, pos * wbytes, n_ * wbytes)
+                elif n_: os.pwrite(fd2, np.ascontiguousarray(res[i][4], np.float32).tobytes(), pos * wbytes)
+                pos += n_
+            os.close(fd); os.unlink(target); fd, target, off = fd2, target2, new_off
+    except BaseException:
+        os.close(fd); os.unlink(target); raise
+    os.close(fd)
+    name = f"set-{uuid.uuid4().hex}.f32"; os.replace(target, cache.root / name)
+    for i in final_n:
+        if i in src:
+            if src[i]["set"] is None: continue                  # a cached failure stays as it is
+            e = dict(src[i])
+        else:
+            n_, pad, err, warns, _, digest = res[i]
+            cache.remember(paths[i], sigs[i], digest); keys[i] = cache.key_of(digest, cfg)
+            e = {"n": n_, "padded": pad, "error": _strip_name(err, paths[i]) if err else None,
+                 "warnings": [_strip_name(w, paths[i]) for w in warns]}
+        e.update(set=None if e.get("error") else name, start=off[i]); entries[keys[i]] = e
+    return name, unread
+
+# %% ../nbs/03_features.ipynb #bb3f6397
 @dataclass
 class Standardiser:
     "Per-Mel-band mean and standard deviation, fitted on training windows."

@@ -7,11 +7,11 @@ from __future__ import annotations
 import re, warnings, zipfile
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import CLASSES, HeartError
+from .core import CLASSES, LESIONS, HeartError
 
 # %% auto #0
 __all__ = ['ID_COLUMNS', 'LABEL_COLUMNS', 'AGE_COLUMNS', 'SEX_COLUMNS', 'LABEL_SPELLINGS', 'normalise_column', 'parse_label_text',
-           'normalise_patient_id', 'load_annotations']
+           'normalise_patient_id', 'load_annotations', 'annotation_summary', 'plot_annotation_summary']
 
 # %% ../nbs/01_annotations.ipynb #654c3018
 def normalise_column(name) -> str:
@@ -82,14 +82,21 @@ def _read_sheets(path: Path, sheet: str | None) -> dict[str, pd.DataFrame]:
         raise HeartError(f"{path}: expected an Excel workbook (.xlsx), got a '{path.suffix}' file")
     if not zipfile.is_zipfile(path):
         raise HeartError(f"{path}: not a readable .xlsx file (corrupt, or password-protected)")
-    try:
-        sheets = pd.read_excel(path, sheet_name=None, header=None, engine="openpyxl")
+    import openpyxl
+    try: wb = openpyxl.load_workbook(path, data_only=True)
     except Exception as e:
-        raise HeartError(f"{path}: could not read the workbook ({type(e).__name__}: {e})") from None
-    if sheet is not None:
-        if sheet not in sheets: raise HeartError(f"{path}: no sheet {sheet!r}; sheets are {list(sheets)}")
-        sheets = {sheet: sheets[sheet]}
-    return sheets
+        raise HeartError(f"{path}: could not read the workbook ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    if sheet is not None and sheet not in wb.sheetnames: raise HeartError(f"{path}: no sheet {sheet!r}; sheets are {wb.sheetnames}")
+    return {n: _sheet_values(wb[n]) for n in ([sheet] if sheet is not None else wb.sheetnames)}
+
+def _sheet_values(ws) -> pd.DataFrame:
+    "The cell values of worksheet `ws`, without a header; merged ranges filled with their top-left value."
+    grid = [list(r) for r in ws.iter_rows(min_row=1, min_col=1, max_row=ws.max_row, max_col=ws.max_column, values_only=True)]
+    for rng in ws.merged_cells.ranges:
+        v = grid[rng.min_row - 1][rng.min_col - 1]
+        for r in range(rng.min_row - 1, min(rng.max_row, len(grid))):
+            for c in range(rng.min_col - 1, min(rng.max_col, len(grid[r]))): grid[r][c] = v
+    return pd.DataFrame(grid).replace({None: np.nan})
 
 # %% ../nbs/01_annotations.ipynb #cd45c9a4
 def _labels_from_row(row: pd.Series, onehot: list[str], text_col: str | None) -> set[str] | None:
@@ -176,6 +183,9 @@ def _merge_patients(recs: pd.DataFrame, path: Path) -> pd.DataFrame:
         if len(diff):
             raise HeartError(f"{path.name}: conflicting labels for {pid} in excel rows {first['excel_row']} and "
                              f"{diff.iloc[0]['excel_row']}")
+        same = g[g.source_id.duplicated(keep=False)]          # the same id written twice (not several recordings)
+        if len(same):
+            warnings.warn(f"{path.name}: {pid} has {len(same)} identical rows (excel rows {', '.join(map(str, same.excel_row))}); merged")
         r = first.drop(labels=["excel_row"]).to_dict(); r["n_rows"] = len(g)
         rows.append(r)
     tab = pd.DataFrame(rows)
@@ -183,3 +193,36 @@ def _merge_patients(recs: pd.DataFrame, path: Path) -> pd.DataFrame:
     tab["n_lesions"] = tab[list(CLASSES[1:])].sum(axis=1)
     order = ["patient_id", "label", *cls, "n_lesions", "age", "sex", "source_id", "n_rows"]
     return tab[order].reset_index(drop=True)
+
+# %% ../nbs/01_annotations.ipynb #dd824799
+def _sex(v) -> str:
+    "M, F or '?' from a free-text sex value."
+    t = str(v).strip().upper()[:1] if not pd.isna(v) else ""
+    return t if t in ("M", "F") else "?"
+
+def annotation_summary(ann: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    "Tables of a `load_annotations` result: 'classes' (patients per class), 'cooccurrence' (lesion pairs), 'demographics' (age and sex by label)."
+    cls = [c for c in CLASSES if ann[c].sum() > 0]; les = [c for c in cls if c in LESIONS]
+    single = ann[cls].sum(axis=1) == 1
+    classes = pd.DataFrame({"patients": ann[cls].sum(), "only this class": [int(((ann[c] == 1) & single).sum()) for c in cls]})
+    co = ann[les].T.dot(ann[les]).astype(int)
+    age = pd.to_numeric(ann["age"], errors="coerce"); sex = ann["sex"].map(_sex)
+    demo = pd.DataFrame({"label": ann.label, "age": age, "sex": sex}).groupby("label").agg(
+        patients=("age", "size"), age_mean=("age", "mean"), age_min=("age", "min"), age_max=("age", "max"),
+        age_missing=("age", lambda a: int(a.isna().sum())), male=("sex", lambda x: int((x == "M").sum())),
+        female=("sex", lambda x: int((x == "F").sum())), sex_missing=("sex", lambda x: int((x == "?").sum())))
+    return {"classes": classes, "cooccurrence": co, "demographics": demo.sort_values("patients", ascending=False).round(1)}
+
+def plot_annotation_summary(ann: pd.DataFrame, title: str = ""):
+    "Patients per class, the lesion co-occurrence heatmap and age by class, side by side."
+    import matplotlib.pyplot as plt, seaborn as sns
+    t = annotation_summary(ann); fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(13, 3.6))
+    c = t["classes"]; a0.bar(c.index, c["only this class"], label="only this class")
+    a0.bar(c.index, c.patients - c["only this class"], bottom=c["only this class"], label="with other lesions")
+    a0.set_ylabel("patients"); a0.legend(fontsize=7); a0.set_title("patients per class", fontsize=9)
+    sns.heatmap(t["cooccurrence"], annot=True, fmt="d", cmap="Reds", cbar=False, ax=a1); a1.set_title("lesions together (diagonal: all)", fontsize=9)
+    age = pd.to_numeric(ann["age"], errors="coerce")
+    cls = list(c.index); a2.boxplot([age[ann[k] == 1].dropna() for k in cls]); a2.set_xticks(range(1, len(cls) + 1), cls)
+    a2.set_ylabel("age (years)"); a2.set_title("age by class (a patient counts in each of their classes)", fontsize=9)
+    fig.suptitle(title, fontsize=10); plt.tight_layout()
+    return fig

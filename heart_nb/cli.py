@@ -8,6 +8,7 @@ import argparse, json, os, sys, time, warnings
 from pathlib import Path
 import pandas as pd
 from .core import CLASSES, HeartConfig, HeartError
+from .mapping import PRESETS
 
 # %% auto #0
 __all__ = ['run_demo', 'main']
@@ -59,10 +60,14 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("map", help="join recordings to a clinical workbook and write a manifest",
                        description="Parse recording file names, join them to the annotation workbook, write the manifest "
                                    "CSV and a report (<name>_report.csv) of every file or patient left out.")
-    m.add_argument("--annotations", required=True, help="clinical Excel workbook (.xlsx)")
+    m.add_argument("--annotations", default=None, help="clinical Excel workbook (.xlsx); not with --layout folders")
     m.add_argument("--audio", required=True, help="folder of recordings (searched recursively)")
     m.add_argument("--out", required=True, help="manifest CSV to write")
-    m.add_argument("--pattern", default="bmd-hs", help="file-name regex with a (?P<patient>...) group, or a preset: bmd-hs, prefix-site")
+    m.add_argument("--layout", choices=["names", "folders"], default="names",
+                   help="names: patients and sites from file names, labels from the workbook; folders: label = class folder name")
+    pat = m.add_mutually_exclusive_group()
+    pat.add_argument("--preset", choices=sorted(PRESETS), default=None, help="a named file-name pattern (default for names: bmd-hs)")
+    pat.add_argument("--pattern", default=None, help="file-name regex with a (?P<patient>...) group (with folders: groups recordings into patients)")
     m.add_argument("--sheet", default=None, help="workbook sheet (default: the first with a patient id column)")
     f = sub.add_parser("features", help="compute and cache log-Mel features for a manifest",
                        description="Compute log-Mel windows of every recording of a manifest into a cache folder.")
@@ -115,7 +120,8 @@ def _run(a) -> int:
     "Dispatch the parsed arguments `a`; returns the exit status."
     if a.command == "map":
         from heart_nb.mapping import map_dataset, summarise_report, report_path
-        man, rep = map_dataset(a.annotations, a.audio, a.out, a.pattern, a.sheet)
+        pattern = a.preset or a.pattern or ("bmd-hs" if a.layout == "names" else None)
+        man, rep = map_dataset(a.annotations, a.audio, a.out, pattern, a.sheet, a.layout)
         print(summarise_report(man, rep)); print(f"wrote {a.out} and {report_path(a.out)}")
     elif a.command == "features":
         from heart_nb.mapping import read_manifest

@@ -61,6 +61,7 @@ class HeartConfig:
     aug_gain_db: float = 6.0            # random gain range (± dB)
     aug_mask_bands: int = 8             # SpecAugment: widest Mel-band mask
     aug_mask_frames: int = 25           # SpecAugment: widest time mask (frames)
+    train_windows: int = 0              # windows drawn afresh per training recording each epoch (0: all of them)
     seed: int = 42
 
     def __post_init__(self):
@@ -86,6 +87,7 @@ class HeartConfig:
         need(self.epochs > 0 and self.batch_size > 0 and self.patience >= 0, "epochs, batch_size must be positive and patience >= 0")
         need(self.folds >= 2, f"folds must be >= 2, got {self.folds}")
         need(0 <= self.augment <= 1, f"augment must be a probability in [0, 1], got {self.augment}")
+        need(self.train_windows >= 0, f"train_windows must be >= 0 (0: all), got {self.train_windows}")
 
     @property
     def window_samples(self) -> int: return int(round(self.window_s * self.sr))

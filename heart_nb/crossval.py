@@ -187,13 +187,19 @@ def _keras():
     from heart_nb.models import keras   # importing the models registers the custom layers
     return keras
 
-def augmented_windows(X, Y, w, std: Standardiser, cfg: HeartConfig, seed: int):
-    "A Keras `PyDataset` of shuffled, augmented, standardised training batches (x, y, sample weight)."
+def augmented_windows(X, Y, w, std: Standardiser, cfg: HeartConfig, seed: int, groups=None):
+    "A Keras `PyDataset` of shuffled, augmented, standardised training batches (x, y, sample weight); with `cfg.train_windows` > 0, that many windows per recording (`groups`) are drawn afresh each epoch."
     keras = _keras()
+    g = np.arange(len(X)) if groups is None or cfg.train_windows == 0 else np.asarray(groups)
+    k = cfg.train_windows or len(X)
+    members = [np.flatnonzero(g == v) for v in np.unique(g)]
+    n = sum(min(k, len(m)) for m in members)
     class AugmentedWindows(keras.utils.PyDataset):
         def __init__(self): super().__init__(); self.epoch = 0; self._order()
-        def _order(self): self.idx = np.random.default_rng([seed, self.epoch]).permutation(len(X))
-        def __len__(self): return int(np.ceil(len(X) / cfg.batch_size))
+        def _order(self):
+            rng = np.random.default_rng([seed, self.epoch])
+            self.idx = rng.permutation(np.concatenate([rng.choice(m, min(k, len(m)), replace=False) for m in members]))
+        def __len__(self): return int(np.ceil(n / cfg.batch_size))
         def __getitem__(self, i):
             b = self.idx[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             xb = augment_windows(X[b], np.random.default_rng([seed, self.epoch, i]), cfg)
@@ -202,13 +208,13 @@ def augmented_windows(X, Y, w, std: Standardiser, cfg: HeartConfig, seed: int):
     return AugmentedWindows()
 
 def fit_deep(kind: str, Xtr, Ytr, Xva, Yva, cfg: HeartConfig, task: str, out_dir: str | Path, epochs: int | None = None,
-             verbose: int = 0):
+             verbose: int = 0, groups=None):
     "Train model `kind` on windows (Xtr, Ytr), early-stopped on (Xva, Yva); resumable in `out_dir`. Returns (model, standardiser, history)."
     keras = _keras(); from heart_nb.models import build_model
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True); seed_everything(cfg.seed)
     std = Standardiser.fit(Xtr)
     net = _compile(build_model(kind, cfg, Ytr.shape[1], multilabel=task == "multilabel"), task, cfg)
-    data = augmented_windows(Xtr, Ytr, sample_weights(Ytr, class_weights(Ytr)), std, cfg, cfg.seed)
+    data = augmented_windows(Xtr, Ytr, sample_weights(Ytr, class_weights(Ytr)), std, cfg, cfg.seed, groups)
     cbs = [keras.callbacks.BackupAndRestore(str(out / "backup")),
            keras.callbacks.EarlyStopping("val_loss", patience=cfg.patience, restore_best_weights=True),
            keras.callbacks.CSVLogger(str(out / "history.csv"), append=True)]
@@ -216,7 +222,7 @@ def fit_deep(kind: str, Xtr, Ytr, Xva, Yva, cfg: HeartConfig, task: str, out_dir
     hist = pd.read_csv(out / "history.csv").drop_duplicates("epoch", keep="last").reset_index(drop=True)
     return net, std, hist
 
-# %% ../nbs/06a_crossval.ipynb #a654dc9e
+# %% ../nbs/06a_crossval.ipynb #b24001d8
 def single_label(manifest: pd.DataFrame) -> pd.DataFrame:
     "The recordings of patients with exactly one class (the multi-class subset)."
     return manifest[manifest[list(CLASSES)].sum(axis=1) == 1].reset_index(drop=True)
@@ -283,7 +289,7 @@ def cross_validate(manifest: pd.DataFrame, cfg: HeartConfig, model: str = "cnn",
         else:
             sel = lambda rows: np.isin(fs.row, np.flatnonzero(rows))
             net, std, hist = fit_deep(model, np.asarray(fs.X[sel(tr)]), Y[fs.row[sel(tr)]], np.asarray(fs.X[sel(va)]),
-                                      Y[fs.row[sel(va)]], cfg, task, d, epochs, verbose)
+                                      Y[fs.row[sel(va)]], cfg, task, d, epochs, verbose, groups=fs.row[sel(tr)])
             hist.to_csv(d / "history.csv", index=False)
             def predict(rows):
                 m = sel(rows); Pw = net.predict(std(np.asarray(fs.X[m])), batch_size=256, verbose=0)
@@ -313,7 +319,7 @@ def cross_validate(manifest: pd.DataFrame, cfg: HeartConfig, model: str = "cnn",
     assert test.patient_id.is_unique or test.groupby("patient_id").fold.nunique().max() == 1, "a patient was tested in two folds"
     return res
 
-# %% ../nbs/06a_crossval.ipynb #034ae8e5
+# %% ../nbs/06a_crossval.ipynb #e8b88796
 def load_cv(cv_dir: str | Path) -> CVResult:
     "The `CVResult` stored in a folder written by `cross_validate`."
     d = Path(cv_dir)
@@ -325,7 +331,7 @@ def load_cv(cv_dir: str | Path) -> CVResult:
         preds.append(pd.read_csv(f / "predictions.csv", dtype={"patient_id": str})); folds.append(json.loads((f / "fold.json").read_text()))
     return CVResult(m["model"], m["task"], m["classes"], pd.concat(preds, ignore_index=True), folds)
 
-# %% ../nbs/06a_crossval.ipynb #7cb782f1
+# %% ../nbs/06a_crossval.ipynb #0b326a59
 def _thresholds(res: CVResult, level: str, folds: np.ndarray):
     "Per-row thresholds (n, k) of each row's fold, or None for multi-class."
     if res.task != "multilabel": return None
@@ -355,7 +361,7 @@ def cv_rows(res: CVResult, n_boot: int = 500, seconds: float | None = None, cali
                          "seconds": round(seconds if seconds is not None else sum(f["seconds"] for f in res.folds), 1)})
     return rows
 
-# %% ../nbs/06a_crossval.ipynb #85ac7cdc
+# %% ../nbs/06a_crossval.ipynb #7ebca904
 def group_metrics(res: CVResult, column: str, metrics=("lesion_macro_auroc", "lesion_macro_f1", "balanced_accuracy")) -> pd.DataFrame:
     "Recording-level test metrics per value of `column` (e.g. 'site'), pooled over folds."
     d, Y, P = res.level("recording"); thr = _thresholds(res, "recording", d.fold.to_numpy())
@@ -382,7 +388,7 @@ def leave_one_out(manifest: pd.DataFrame, fs: FeatureSet, column: str, cfg: Hear
         out[v] = {"recordings": int(sum(len(y) for y in Ys)), "lesion_macro_auroc": round(t["lesion_macro_auroc"], 3), "macro_auroc": round(t["macro_auroc"], 3)}
     return pd.DataFrame(out).T
 
-# %% ../nbs/06a_crossval.ipynb #5519c8ee
+# %% ../nbs/06a_crossval.ipynb #36c05b12
 def plot_cv(results: list[CVResult], out: str | Path | None = None, level: str = "patient"):
     "Per model: pooled confusion matrix (multi-class) or per-class sensitivity bars (multi-label), reliability before/after temperature, validation loss per fold."
     fig, axs = plt.subplots(len(results), 3, figsize=(12, 3.4 * len(results)), squeeze=False)
@@ -409,7 +415,7 @@ def plot_cv(results: list[CVResult], out: str | Path | None = None, level: str =
     if out: fig.savefig(out, dpi=90)
     return fig
 
-# %% ../nbs/06a_crossval.ipynb #4b39336f
+# %% ../nbs/06a_crossval.ipynb #ec40fa1e
 def ensemble(results: list[CVResult], name: str | None = None) -> CVResult:
     "The mean of `results`' probabilities per recording, with thresholds and temperature refitted on validation patients."
     if len({(r.task, tuple(r.classes)) for r in results}) != 1: raise HeartError("ensemble: the results differ in task or classes")

@@ -8,11 +8,11 @@ import os, re, hashlib
 from pathlib import Path
 import pandas as pd
 from .core import CLASSES, HeartError
-from .annotations import load_annotations, normalise_patient_id
+from .annotations import load_annotations, normalise_patient_id, parse_label_text
 
 # %% auto #0
 __all__ = ['AUDIO_EXTENSIONS', 'PRESETS', 'MANIFEST_COLUMNS', 'compile_pattern', 'parse_recording_name', 'build_manifest',
-           'report_path', 'write_manifest', 'read_manifest', 'map_dataset', 'summarise_report']
+           'report_path', 'write_manifest', 'read_manifest', 'map_dataset', 'summarise_report', 'build_folder_manifest']
 
 # %% ../nbs/02_mapping.ipynb #fd717db7
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3")
@@ -73,11 +73,15 @@ def build_manifest(annotations: pd.DataFrame, audio_dir: str | Path, pattern: st
         note("excluded_patient", "", e["patient_id"], f"{e['reason']} (excel row {e['excel_row']})")
     dup = man[man.duplicated(["patient_id", "posture", "site"], keep=False) & (man.site != "")]
     for _, r in dup.iterrows(): note("duplicate_recording", Path(r.path).name, r.patient_id, f"another file has the same patient, posture and site")
+    _note_identical(man, note)
+    return man.reset_index(drop=True), pd.DataFrame(report, columns=["kind", "file", "patient_id", "detail"])
+
+def _note_identical(man: pd.DataFrame, note) -> None:
+    "Add a `sha1` column to `man` and report byte-identical files, within one patient or across patients."
     man["sha1"] = [_file_hash(Path(p)) for p in man.path]
     for h, g in man[man.sha1.duplicated(keep=False)].groupby("sha1"):
         kind = "identical_within_patient" if g.patient_id.nunique() == 1 else "identical_across_patients"
         note(kind, " = ".join(Path(p).name for p in g.path), ",".join(sorted(set(g.patient_id))), f"byte-identical files (sha1 {h[:10]})")
-    return man.reset_index(drop=True), pd.DataFrame(report, columns=["kind", "file", "patient_id", "detail"])
 
 # %% ../nbs/02_mapping.ipynb #1276f790
 def report_path(manifest_path: str | Path) -> Path:
@@ -113,10 +117,16 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     return man
 
 # %% ../nbs/02_mapping.ipynb #fc57f028
-def map_dataset(annotations: str | Path, audio_dir: str | Path, out: str | Path, pattern: str = "bmd-hs",
-                sheet: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "Load the workbook, build the manifest, write it and its report to `out`; return both."
-    man, rep = build_manifest(load_annotations(annotations, sheet=sheet), audio_dir, pattern)
+def map_dataset(annotations: str | Path | None, audio_dir: str | Path, out: str | Path, pattern: str | None = "bmd-hs",
+                sheet: str | None = None, layout: str = "names") -> tuple[pd.DataFrame, pd.DataFrame]:
+    "Build the manifest — labels from the workbook (`layout='names'`) or from class folders (`layout='folders'`) — and write it and its report to `out`."
+    if layout == "folders":
+        if annotations is not None: raise HeartError("layout 'folders' takes its labels from the folder names; leave out the annotation workbook")
+        man, rep = build_folder_manifest(audio_dir, pattern)
+    elif layout == "names":
+        if annotations is None: raise HeartError("layout 'names' needs an annotation workbook (or use layout 'folders')")
+        man, rep = build_manifest(load_annotations(annotations, sheet=sheet), audio_dir, pattern or "bmd-hs")
+    else: raise HeartError(f"layout must be 'names' or 'folders', got {layout!r}")
     write_manifest(man, out, rep)
     return man, rep
 
@@ -130,3 +140,35 @@ def summarise_report(manifest: pd.DataFrame, report: pd.DataFrame) -> str:
         shown = ", ".join(names[:10]) + (f", … ({len(names) - 10} more)" if len(names) > 10 else "")
         lines.append(f"{kind}: {len(g)} — {shown}")
     return "\n".join(lines)
+
+# %% ../nbs/02_mapping.ipynb #b4b2dc78
+def build_folder_manifest(audio_dir: str | Path, group: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "Manifest and report of a folder-per-class tree (`audio_dir/<label>/.../*.wav`), patients from `group` or one per file."
+    audio_dir = Path(audio_dir); rx = compile_pattern(group) if group else None
+    if not audio_dir.is_dir(): raise HeartError(f"{audio_dir}: audio folder not found")
+    files = sorted(p for p in audio_dir.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    if not files: raise HeartError(f"{audio_dir}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
+    rows, report = [], []
+    def note(kind, file, pid, detail): report.append({"kind": kind, "file": file, "patient_id": pid, "detail": detail})
+    for p in files:
+        rel = p.relative_to(audio_dir)
+        if len(rel.parts) < 2: note("no_class_folder", str(rel), "", "file is not inside a class folder"); continue
+        try: labels = parse_label_text(rel.parts[0])
+        except HeartError as e: note("unknown_class_folder", str(rel), "", f"folder {rel.parts[0]!r}: {e}"); continue
+        g = {}
+        if rx is not None:
+            m = rx.match(p.name)
+            if m is None: note("name_mismatch", str(rel), "", f"does not match pattern {group!r}"); continue
+            g = m.groupdict()
+        pid = normalise_patient_id(g["patient"]) if rx is not None else f"{rel.parts[0]}/{rel.with_suffix('').as_posix().split('/', 1)[1]}"
+        label = "+".join(c for c in CLASSES if c in labels)
+        rows.append({"path": str(p.resolve()), "recording_id": p.stem, "patient_id": pid, "site": g.get("site") or "",
+                     "posture": g.get("posture") or "", "label": label, **{c: int(c in labels) for c in CLASSES}})
+    man = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    if man.empty: raise HeartError(f"{audio_dir}: no audio file lies in a class folder (expected {audio_dir}/<label>/<file>.wav)")
+    clash = man.groupby("patient_id").label.nunique()
+    for pid in clash[clash > 1].index:
+        note("patient_in_two_classes", ", ".join(sorted(set(man.label[man.patient_id == pid]))), pid, "recordings left out: one patient, several labels")
+    man = man[~man.patient_id.isin(clash[clash > 1].index)]
+    man = man.copy(); _note_identical(man, note)
+    return man.reset_index(drop=True), pd.DataFrame(report, columns=["kind", "file", "patient_id", "detail"])

@@ -208,8 +208,8 @@ def augmented_windows(X, Y, w, std: Standardiser, cfg: HeartConfig, seed: int, g
     return AugmentedWindows()
 
 def fit_deep(kind: str, Xtr, Ytr, Xva, Yva, cfg: HeartConfig, task: str, out_dir: str | Path, epochs: int | None = None,
-             verbose: int = 0, groups=None):
-    "Train model `kind` on windows (Xtr, Ytr), early-stopped on (Xva, Yva); resumable in `out_dir`. Returns (model, standardiser, history)."
+             verbose: int = 0, groups=None, callbacks=()):
+    "Train model `kind` on windows (Xtr, Ytr), early-stopped on (Xva, Yva); resumable in `out_dir`; extra Keras `callbacks` run last. Returns (model, standardiser, history)."
     keras = _keras(); from heart_nb.models import build_model
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True); seed_everything(cfg.seed)
     std = Standardiser.fit(Xtr)
@@ -217,12 +217,12 @@ def fit_deep(kind: str, Xtr, Ytr, Xva, Yva, cfg: HeartConfig, task: str, out_dir
     data = augmented_windows(Xtr, Ytr, sample_weights(Ytr, class_weights(Ytr)), std, cfg, cfg.seed, groups)
     cbs = [keras.callbacks.BackupAndRestore(str(out / "backup")),
            keras.callbacks.EarlyStopping("val_loss", patience=cfg.patience, restore_best_weights=True),
-           keras.callbacks.CSVLogger(str(out / "history.csv"), append=True)]
+           keras.callbacks.CSVLogger(str(out / "history.csv"), append=True), *callbacks]
     net.fit(data, validation_data=(std(Xva), Yva), epochs=epochs or cfg.epochs, callbacks=cbs, verbose=verbose)
     hist = pd.read_csv(out / "history.csv").drop_duplicates("epoch", keep="last").reset_index(drop=True)
     return net, std, hist
 
-# %% ../nbs/06a_crossval.ipynb #b24001d8
+# %% ../nbs/06a_crossval.ipynb #e8b88796
 def single_label(manifest: pd.DataFrame) -> pd.DataFrame:
     "The recordings of patients with exactly one class (the multi-class subset)."
     return manifest[manifest[list(CLASSES)].sum(axis=1) == 1].reset_index(drop=True)
@@ -319,7 +319,7 @@ def cross_validate(manifest: pd.DataFrame, cfg: HeartConfig, model: str = "cnn",
     assert test.patient_id.is_unique or test.groupby("patient_id").fold.nunique().max() == 1, "a patient was tested in two folds"
     return res
 
-# %% ../nbs/06a_crossval.ipynb #e8b88796
+# %% ../nbs/06a_crossval.ipynb #39ed1861
 def load_cv(cv_dir: str | Path) -> CVResult:
     "The `CVResult` stored in a folder written by `cross_validate`."
     d = Path(cv_dir)
@@ -331,7 +331,7 @@ def load_cv(cv_dir: str | Path) -> CVResult:
         preds.append(pd.read_csv(f / "predictions.csv", dtype={"patient_id": str})); folds.append(json.loads((f / "fold.json").read_text()))
     return CVResult(m["model"], m["task"], m["classes"], pd.concat(preds, ignore_index=True), folds)
 
-# %% ../nbs/06a_crossval.ipynb #0b326a59
+# %% ../nbs/06a_crossval.ipynb #85ac7cdc
 def _thresholds(res: CVResult, level: str, folds: np.ndarray):
     "Per-row thresholds (n, k) of each row's fold, or None for multi-class."
     if res.task != "multilabel": return None
@@ -361,7 +361,7 @@ def cv_rows(res: CVResult, n_boot: int = 500, seconds: float | None = None, cali
                          "seconds": round(seconds if seconds is not None else sum(f["seconds"] for f in res.folds), 1)})
     return rows
 
-# %% ../nbs/06a_crossval.ipynb #7ebca904
+# %% ../nbs/06a_crossval.ipynb #5519c8ee
 def group_metrics(res: CVResult, column: str, metrics=("lesion_macro_auroc", "lesion_macro_f1", "balanced_accuracy")) -> pd.DataFrame:
     "Recording-level test metrics per value of `column` (e.g. 'site'), pooled over folds."
     d, Y, P = res.level("recording"); thr = _thresholds(res, "recording", d.fold.to_numpy())
@@ -388,7 +388,7 @@ def leave_one_out(manifest: pd.DataFrame, fs: FeatureSet, column: str, cfg: Hear
         out[v] = {"recordings": int(sum(len(y) for y in Ys)), "lesion_macro_auroc": round(t["lesion_macro_auroc"], 3), "macro_auroc": round(t["macro_auroc"], 3)}
     return pd.DataFrame(out).T
 
-# %% ../nbs/06a_crossval.ipynb #36c05b12
+# %% ../nbs/06a_crossval.ipynb #4b39336f
 def plot_cv(results: list[CVResult], out: str | Path | None = None, level: str = "patient"):
     "Per model: pooled confusion matrix (multi-class) or per-class sensitivity bars (multi-label), reliability before/after temperature, validation loss per fold."
     fig, axs = plt.subplots(len(results), 3, figsize=(12, 3.4 * len(results)), squeeze=False)
@@ -415,7 +415,7 @@ def plot_cv(results: list[CVResult], out: str | Path | None = None, level: str =
     if out: fig.savefig(out, dpi=90)
     return fig
 
-# %% ../nbs/06a_crossval.ipynb #ec40fa1e
+# %% ../nbs/06a_crossval.ipynb #7e806324
 def ensemble(results: list[CVResult], name: str | None = None) -> CVResult:
     "The mean of `results`' probabilities per recording, with thresholds and temperature refitted on validation patients."
     if len({(r.task, tuple(r.classes)) for r in results}) != 1: raise HeartError("ensemble: the results differ in task or classes")

@@ -370,7 +370,7 @@ def group_metrics(res: CVResult, column: str, metrics=("lesion_macro_auroc", "le
     for v, idx in d.groupby(column).indices.items():
         t = metric_table(Y[idx], P[idx], res.classes, res.task, None if thr is None else thr[idx])
         out[v] = {"recordings": len(idx), **{m: round(t[m], 3) for m in metrics}}
-    return pd.DataFrame(out).T
+    return pd.DataFrame(out).T.astype({"recordings": int})
 
 def leave_one_out(manifest: pd.DataFrame, fs: FeatureSet, column: str, cfg: HeartConfig, task: str = "multilabel") -> pd.DataFrame:
     "Baseline trained without one `column` value and tested on it, in each patient-wise fold; recording-level metrics per held-out value."
@@ -386,7 +386,7 @@ def leave_one_out(manifest: pd.DataFrame, fs: FeatureSet, column: str, cfg: Hear
             Ps.append(Baseline(task, seed=cfg.seed).fit(F[tr], Y[tr]).predict(F[te])); Ys.append(Y[te])
         t = metric_table(np.concatenate(Ys), np.concatenate(Ps), classes, task)
         out[v] = {"recordings": int(sum(len(y) for y in Ys)), "lesion_macro_auroc": round(t["lesion_macro_auroc"], 3), "macro_auroc": round(t["macro_auroc"], 3)}
-    return pd.DataFrame(out).T
+    return pd.DataFrame(out).T.astype({"recordings": int})
 
 # %% ../nbs/06a_crossval.ipynb #4b39336f
 def plot_cv(results: list[CVResult], out: str | Path | None = None, level: str = "patient"):

@@ -354,7 +354,7 @@ def _build_window_file(cache: FeatureCache, paths: list, keys: list, sigs: list,
         e.update(set=None if e.get("error") else name, start=off[i]); entries[keys[i]] = e
     return name, unread
 
-# %% ../nbs/03_features.ipynb #bb3f6397
+# %% ../nbs/03_features.ipynb #128004be
 @dataclass
 class Standardiser:
     "Per-Mel-band mean and standard deviation, fitted on training windows."

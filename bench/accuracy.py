@@ -42,7 +42,7 @@ def main():
     from heart_nb.mapping import map_dataset
     from heart_nb.features import extract_features
     from heart_nb.crossval import (cross_validate, cv_rows, single_label, ensemble, group_metrics, leave_one_out,
-                                   recording_summary, auroc, plot_cv, expected_calibration_error)
+                                   recording_summary, auroc, plot_cv, expected_calibration_error, fold_metrics)
     t_all = time.time()
     data = Path(a.data) if a.data else find_bmdhs()
     if data is None: sys.exit("BMD-HS not found: pass --data or set HEART_NB_BMDHS")
@@ -102,6 +102,10 @@ def main():
                          f"{cell(model, task, level, 'macro_auroc')} | {cell(model, task, level, 'balanced_accuracy')} | " +
                          " | ".join(cell(model, task, level, f"auroc_{c}").split(" [")[0] for c in ("AS", "AR", "MR", "MS", "N")) + f" | {sec:.0f} |")
         L.append("")
+    # per fold
+    L += ["## Per fold (patient level, each fold's own test patients and thresholds)", ""]
+    for (task, model), r in results.items():
+        L += [f"{task}, {model}:", "", md(fold_metrics(r)), ""]
     # calibration
     L += ["## Calibration (recording level, test predictions pooled)", "", "| task | model | ECE raw | ECE temperature-scaled | mean T |", "|---|---|---|---|---|"]
     for (task, model), r in results.items():
@@ -136,7 +140,9 @@ def main():
     L += ["", "The 21 normal subjects are all aged 20-24 (patients 13-70) and were evidently recorded differently, so a perfect N "
           "score measures the cohort, not skill. N is therefore kept out of the headline lesion macro.", ""]
     (res_dir / "accuracy.md").write_text("\n".join(L) + "\n")
-    fig = plot_cv([results[k] for k in results if k[0] == "multilabel" and "+" not in k[1]], res_dir / "accuracy.png")
+    for task, png in (("multilabel", "accuracy.png"), ("multiclass", "accuracy_multiclass.png")):
+        rs = [results[k] for k in results if k[0] == task and "+" not in k[1]]
+        if rs: plot_cv(rs, res_dir / png)
     print("\n".join(L))
 
 if __name__ == "__main__": main()

@@ -19,7 +19,7 @@ from .evaluation import aggregate, plot_confusion
 __all__ = ['patient_folds', 'audit_folds', 'augment_windows', 'recording_summary', 'Baseline', 'auroc', 'best_thresholds',
            'metric_table', 'apply_temperature', 'log_loss', 'fit_temperature', 'expected_calibration_error',
            'reliability_diagram', 'augmented_windows', 'fit_deep', 'single_label', 'CVResult', 'cross_validate',
-           'load_cv', 'cv_rows', 'group_metrics', 'leave_one_out', 'plot_cv', 'ensemble']
+           'load_cv', 'cv_rows', 'fold_metrics', 'group_metrics', 'leave_one_out', 'plot_cv', 'ensemble']
 
 # %% ../nbs/06a_crossval.ipynb #100a11e4
 def patient_folds(manifest: pd.DataFrame, k: int = 5, seed: int = 42) -> np.ndarray:
@@ -361,7 +361,16 @@ def cv_rows(res: CVResult, n_boot: int = 500, seconds: float | None = None, cali
                          "seconds": round(seconds if seconds is not None else sum(f["seconds"] for f in res.folds), 1)})
     return rows
 
-# %% ../nbs/06a_crossval.ipynb #5519c8ee
+# %% ../nbs/06a_crossval.ipynb #7ebca904
+def fold_metrics(res: CVResult, level: str = "patient", metrics=("lesion_macro_auroc", "lesion_macro_f1", "macro_auroc", "balanced_accuracy")) -> pd.DataFrame:
+    "One row per fold: the test metrics of that fold alone (its own thresholds)."
+    d, Y, P = res.level(level); thr = _thresholds(res, level, d.fold.to_numpy()); out = {}
+    for k, idx in d.groupby("fold").indices.items():
+        t = metric_table(Y[idx], P[idx], res.classes, res.task, None if thr is None else thr[idx])
+        out[f"fold {k}"] = {"patients": int(d.patient_id.iloc[idx].nunique()), **{m: round(t[m], 3) for m in metrics}}
+    return pd.DataFrame(out).T.astype({"patients": int})
+
+# %% ../nbs/06a_crossval.ipynb #36c05b12
 def group_metrics(res: CVResult, column: str, metrics=("lesion_macro_auroc", "lesion_macro_f1", "balanced_accuracy")) -> pd.DataFrame:
     "Recording-level test metrics per value of `column` (e.g. 'site'), pooled over folds."
     d, Y, P = res.level("recording"); thr = _thresholds(res, "recording", d.fold.to_numpy())
@@ -388,7 +397,7 @@ def leave_one_out(manifest: pd.DataFrame, fs: FeatureSet, column: str, cfg: Hear
         out[v] = {"recordings": int(sum(len(y) for y in Ys)), "lesion_macro_auroc": round(t["lesion_macro_auroc"], 3), "macro_auroc": round(t["macro_auroc"], 3)}
     return pd.DataFrame(out).T.astype({"recordings": int})
 
-# %% ../nbs/06a_crossval.ipynb #4b39336f
+# %% ../nbs/06a_crossval.ipynb #ec40fa1e
 def plot_cv(results: list[CVResult], out: str | Path | None = None, level: str = "patient"):
     "Per model: pooled confusion matrix (multi-class) or per-class sensitivity bars (multi-label), reliability before/after temperature, validation loss per fold."
     fig, axs = plt.subplots(len(results), 3, figsize=(12, 3.4 * len(results)), squeeze=False)
@@ -415,7 +424,7 @@ def plot_cv(results: list[CVResult], out: str | Path | None = None, level: str =
     if out: fig.savefig(out, dpi=90)
     return fig
 
-# %% ../nbs/06a_crossval.ipynb #7e806324
+# %% ../nbs/06a_crossval.ipynb #f71e1aa6
 def ensemble(results: list[CVResult], name: str | None = None) -> CVResult:
     "The mean of `results`' probabilities per recording, with thresholds and temperature refitted on validation patients."
     if len({(r.task, tuple(r.classes)) for r in results}) != 1: raise HeartError("ensemble: the results differ in task or classes")

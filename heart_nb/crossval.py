@@ -245,6 +245,16 @@ class CVResult:
         elif level != "recording": raise HeartError(f"level must be 'recording' or 'patient', got {level!r}")
         return d, d[ycols].to_numpy(), d[pcols].to_numpy()
 
+def _fit_on_validation(pr: pd.DataFrame, classes: list[str], task: str) -> dict:
+    "Fit one fold's temperature and thresholds on its validation rows; writes the `cal_` columns of `pr`, returns both."
+    v = (pr.role == "val").to_numpy(); pc, yc = ["p_" + c for c in classes], ["y_" + c for c in classes]
+    P, Y = pr[pc].to_numpy(), pr[yc].to_numpy()
+    T = fit_temperature(Y[v], P[v], task)
+    pr[["cal_" + c for c in classes]] = apply_temperature(P, T, task)
+    vp = pr[v].groupby("patient_id")[pc + yc].mean()
+    return {"temperature": T, "thresholds": {"recording": best_thresholds(Y[v], P[v]).tolist(),
+                                             "patient": best_thresholds(vp[yc].to_numpy(), vp[pc].to_numpy()).tolist()}}
+
 def _inner_validation(man: pd.DataFrame, cfg: HeartConfig, fold: int) -> np.ndarray:
     "True for the training recordings kept for validation: about `cfg.val_frac` of the training patients, stratified."
     k = max(2, int(round(1 / cfg.val_frac)))
@@ -303,15 +313,9 @@ def cross_validate(manifest: pd.DataFrame, cfg: HeartConfig, model: str = "cnn",
                                        "site": r.get("site"), "posture": r.get("posture"),
                                        **{"y_" + c: Y[rows, j] for j, c in enumerate(classes)},
                                        **{"p_" + c: P[:, j] for j, c in enumerate(classes)}}))
-        pr = pd.concat(parts, ignore_index=True); v = pr.role == "val"
-        pc, yc = ["p_" + c for c in classes], ["y_" + c for c in classes]
-        T = fit_temperature(pr.loc[v, yc].to_numpy(), pr.loc[v, pc].to_numpy(), task)
-        pr[["cal_" + c for c in classes]] = apply_temperature(pr[pc].to_numpy(), T, task)
-        vp = pr[v].groupby("patient_id")[pc + yc].mean()
-        info.update(fold=k, temperature=T, seconds=round(time.time() - t0, 1),
-                    patients={"train": int(man.patient_id[tr].nunique()), "val": int(man.patient_id[va].nunique()), "test": int(man.patient_id[te].nunique())},
-                    thresholds={"recording": best_thresholds(pr.loc[v, yc].to_numpy(), pr.loc[v, pc].to_numpy()).tolist(),
-                                "patient": best_thresholds(vp[yc].to_numpy(), vp[pc].to_numpy()).tolist()})
+        pr = pd.concat(parts, ignore_index=True)
+        info.update(fold=k, seconds=round(time.time() - t0, 1), **_fit_on_validation(pr, classes, task),
+                    patients={"train": int(man.patient_id[tr].nunique()), "val": int(man.patient_id[va].nunique()), "test": int(man.patient_id[te].nunique())})
         pr.to_csv(d / "predictions.csv", index=False); (d / "fold.json").write_text(json.dumps(info, indent=1))
         preds.append(pr); infos.append(info)
     res = CVResult(model, task, classes, pd.concat(preds, ignore_index=True), infos)
@@ -381,7 +385,7 @@ def group_metrics(res: CVResult, column: str, metrics=("lesion_macro_auroc", "le
         out[v] = {"recordings": len(idx), **{m: round(t[m], 3) for m in metrics}}
     return pd.DataFrame(out).T.astype({"recordings": int})
 
-def leave_one_out(manifest: pd.DataFrame, fs: FeatureSet, column: str, cfg: HeartConfig, task: str = "multilabel") -> pd.DataFrame:
+def leave_one_out(manifest: pd.DataFrame | None, fs: FeatureSet, column: str, cfg: HeartConfig, task: str = "multilabel") -> pd.DataFrame:
     "Baseline trained without one `column` value and tested on it, in each patient-wise fold; recording-level metrics per held-out value."
     man = fs.manifest if manifest is None else manifest.reset_index(drop=True)
     if man.path.tolist() != fs.manifest.path.tolist(): fs = fs.select(man); man = fs.manifest
@@ -432,15 +436,9 @@ def ensemble(results: list[CVResult], name: str | None = None) -> CVResult:
     base = r0.predictions.set_index(key)
     for r in results[1:]:
         if set(r.predictions.set_index(key).index) != set(base.index): raise HeartError("ensemble: the results cover different folds or recordings")
-    P = np.mean([r.predictions.set_index(key).loc[base.index, pc].to_numpy() for r in results], axis=0)
-    pr = base.reset_index().copy(); pr[pc] = P; folds = []; cal = np.zeros(P.shape)
+    pr = base.reset_index().copy(); pr[pc] = np.mean([r.predictions.set_index(key).loc[base.index, pc].to_numpy() for r in results], axis=0)
+    parts, folds = [], []
     for k, f in enumerate(r0.folds):
-        v = (pr.fold == f["fold"]) & (pr.role == "val"); rows = pr.fold == f["fold"]
-        T = fit_temperature(pr.loc[v, yc].to_numpy(), pr.loc[v, pc].to_numpy(), r0.task)
-        cal[rows.to_numpy()] = apply_temperature(P[rows.to_numpy()], T, r0.task)
-        vp = pr[v].groupby("patient_id")[pc + yc].mean()
-        folds.append({"fold": f["fold"], "temperature": T, "seconds": sum(r.folds[k]["seconds"] for r in results),
-                      "thresholds": {"recording": best_thresholds(pr.loc[v, yc].to_numpy(), pr.loc[v, pc].to_numpy()).tolist(),
-                                     "patient": best_thresholds(vp[yc].to_numpy(), vp[pc].to_numpy()).tolist()}})
-    pr[["cal_" + c for c in r0.classes]] = cal
-    return CVResult(name or "+".join(r.model for r in results), r0.task, r0.classes, pr, folds)
+        part = pr[pr.fold == f["fold"]].copy(); parts.append(part)
+        folds.append({"fold": f["fold"], "seconds": sum(r.folds[k]["seconds"] for r in results), **_fit_on_validation(part, r0.classes, r0.task)})
+    return CVResult(name or "+".join(r.model for r in results), r0.task, r0.classes, pd.concat(parts, ignore_index=True), folds)

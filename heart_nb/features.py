@@ -241,9 +241,9 @@ class FeatureSet:
         rows = np.asarray(sorted(set(int(r) for r in rows)), dtype=int)
         keep = np.isin(self.row, rows)
         remap = -np.ones(len(self.manifest), dtype=int); remap[rows] = np.arange(len(rows))
+        kept = set(self.manifest.path.iloc[rows])
         return FeatureSet(np.asarray(self.X[keep]), remap[self.row[keep]], self.manifest.iloc[rows].reset_index(drop=True),
-                          {p: e for p, e in self.errors.items() if p in set(self.manifest.path.iloc[rows])}, self.padded[rows],
-                          self.params)
+                          {p: e for p, e in self.errors.items() if p in kept}, self.padded[rows], self.params)
 
     def select(self, manifest: pd.DataFrame) -> "FeatureSet":
         "The windows of the recordings of `manifest`, matched by path (no recomputation)."
@@ -277,7 +277,7 @@ def extract_features(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig(), n
             fs = extract_features(manifest, cfg, n_jobs, d, progress, backend)
             fs.X = np.array(fs.X); return fs
     manifest = manifest.reset_index(drop=True); paths = [str(p) for p in manifest.path]
-    cache = FeatureCache(cache_dir); shape = (cfg.n_mels, cfg.n_frames); wbytes = 4 * cfg.n_mels * cfg.n_frames
+    cache = FeatureCache(cache_dir); shape = (cfg.n_mels, cfg.n_frames)
     _mel_basis(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)      # built once, inherited by forked workers
     keys, sigs, errors = [None] * len(paths), [None] * len(paths), {}
     for i, p in enumerate(paths):               # files hashed before (same size and time) need no reading here

@@ -160,7 +160,7 @@ def build_folder_manifest(audio_dir: str | Path, group: str | None = None) -> tu
             m = rx.match(p.name)
             if m is None: note("name_mismatch", str(rel), "", f"does not match pattern {group!r}"); continue
             g = m.groupdict()
-        pid = normalise_patient_id(g["patient"]) if rx is not None else f"{rel.parts[0]}/{rel.with_suffix('').as_posix().split('/', 1)[1]}"
+        pid = normalise_patient_id(g["patient"]) if rx is not None else rel.with_suffix("").as_posix()
         label = "+".join(c for c in CLASSES if c in labels)
         rows.append({"path": str(p.resolve()), "recording_id": p.stem, "patient_id": pid, "site": g.get("site") or "",
                      "posture": g.get("posture") or "", "label": label, **{c: int(c in labels) for c in CLASSES}})

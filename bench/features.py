@@ -8,9 +8,11 @@ imported before the clock starts. Peak RSS is the larger of the process's own an
 (the default fork workers finish with the extraction, so they are counted).
 Also (d): (b) on a tenth of the files, for the memory-growth check.
 
-    python bench/features.py [--data ../shared/data/bmd-hs] [--jobs N]
+Each of (a)-(d) runs --rounds times (default 3), (a) and (b) alternating; the ratios are taken within a round.
+
+    python bench/features.py [--data ../shared/data/bmd-hs] [--jobs N] [--rounds 3]
 """
-import argparse, json, subprocess, sys, tempfile, textwrap
+import argparse, json, statistics, subprocess, sys, tempfile, textwrap
 from pathlib import Path
 
 CHILD = textwrap.dedent('''
@@ -48,21 +50,28 @@ def run(mode, data, cache, frac=1.0, jobs=0):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None); ap.add_argument("--jobs", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of (a)-(d), each in fresh caches; medians reported")
     a = ap.parse_args()
     from heart_nb.core import find_bmdhs
     data = Path(a.data) if a.data else find_bmdhs()
     if data is None: sys.exit("BMD-HS not found: pass --data or set HEART_NB_BMDHS")
-    with tempfile.TemporaryDirectory() as c1, tempfile.TemporaryDirectory() as c2:
-        plain = run("plain", data, c1)
-        cold = run("heart_nb", data, c1, jobs=a.jobs)
-        warm = run("heart_nb", data, c1, jobs=a.jobs)
-        tenth = run("heart_nb", data, c2, 0.1, a.jobs)
-    rows = [("(a) plain librosa loop", plain), ("(b) heart_nb cold", cold), ("(c) heart_nb from cache", warm),
-            ("(d) heart_nb cold, 1/10 of the files", tenth)]
-    print(f"{'':40s} {'files':>6s} {'seconds':>8s} {'x (a)':>7s} {'peak RSS MB':>12s}")
-    for name, r in rows:
-        print(f"{name:40s} {r['files']:6d} {r['seconds']:8.2f} {r['seconds'] / plain['seconds']:7.3f} {r['peak_rss_mb']:12.0f}")
-    print(f"targets: (b) <= 0.5 x (a): {cold['seconds'] / plain['seconds']:.2f}; (c) <= 0.05 x (a): "
-          f"{warm['seconds'] / plain['seconds']:.3f}; RSS (b) <= 1.5 x RSS (d): {cold['peak_rss_mb'] / tenth['peak_rss_mb']:.2f}")
+    rounds = []
+    for _ in range(a.rounds):       # (a) and (b) alternate, so a drift in the machine's speed hits both sides alike
+        with tempfile.TemporaryDirectory() as c1, tempfile.TemporaryDirectory() as c2:
+            rounds.append({"plain": run("plain", data, c1), "cold": run("heart_nb", data, c1, jobs=a.jobs),
+                           "warm": run("heart_nb", data, c1, jobs=a.jobs), "tenth": run("heart_nb", data, c2, 0.1, a.jobs)})
+    med = lambda k, f: statistics.median(f(r) for r in rounds)
+    ratio = lambda k: (lambda r: r[k]["seconds"] / r["plain"]["seconds"])
+    names = {"plain": "(a) plain librosa loop", "cold": "(b) heart_nb cold", "warm": "(c) heart_nb from cache",
+             "tenth": "(d) heart_nb cold, 1/10 of the files"}
+    print(f"{len(rounds)} round(s); median seconds, the ratio to (a) of the same round (median, min-max), median peak RSS")
+    print(f"{'':40s} {'files':>6s} {'seconds':>8s} {'x (a)':>7s} {'range':>13s} {'peak RSS MB':>12s}")
+    for k, name in names.items():
+        rs = [ratio(k)(r) for r in rounds]
+        print(f"{name:40s} {rounds[0][k]['files']:6d} {med(k, lambda r: r[k]['seconds']):8.2f} {statistics.median(rs):7.3f} "
+              f"{min(rs):6.3f}-{max(rs):.3f} {med(k, lambda r: r[k]['peak_rss_mb']):12.0f}")
+    rss = statistics.median(r["cold"]["peak_rss_mb"] / r["tenth"]["peak_rss_mb"] for r in rounds)
+    print(f"targets: (b) <= 0.5 x (a): {med('cold', ratio('cold')):.2f}; (c) <= 0.05 x (a): {med('warm', ratio('warm')):.3f}; "
+          f"RSS (b) <= 1.5 x RSS (d): {rss:.2f}")
 
 if __name__ == "__main__": main()

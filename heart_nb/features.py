@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_features.ipynb #4a14eb98
 from __future__ import annotations
-import functools, io, os, sys, json, hashlib, tempfile, time, uuid, warnings
+import ctypes, functools, gc, io, os, struct, sys, json, hashlib, tempfile, time, uuid, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np, pandas as pd, soundfile as sf, soxr
@@ -15,9 +15,9 @@ from threadpoolctl import threadpool_limits
 from .core import HeartConfig, HeartError
 
 # %% auto #0
-__all__ = ['FEATURES_VERSION', 'band_pass', 'load_audio', 'frame_windows', 'n_windows', 'log_mel', 'recording_log_mel',
-           'RecordingFeatures', 'feature_key', 'recording_features', 'FeatureCache', 'default_backend', 'FeatureSet',
-           'extract_features', 'Standardiser']
+__all__ = ['FEATURES_VERSION', 'band_pass', 'load_audio', 'frame_windows', 'n_windows', 'planned_windows', 'log_mel',
+           'recording_log_mel', 'RecordingFeatures', 'feature_key', 'recording_features', 'FeatureCache',
+           'default_backend', 'FeatureSet', 'extract_features', 'Standardiser']
 
 # %% ../nbs/03_features.ipynb #2a52a18e
 @functools.lru_cache(maxsize=64)
@@ -35,13 +35,48 @@ def _fft_length(n: int) -> int:
 def band_pass(y: np.ndarray, cfg: HeartConfig = HeartConfig()) -> np.ndarray:
     "Zero-phase band-pass of `y` (at `cfg.sr`) to `cfg.band`, as float32."
     n = len(y); m = _fft_length(n + cfg.sr // 4)
-    return sfft.irfft(sfft.rfft(y.astype(np.float32), m) * _band_gain(m, cfg.sr, tuple(cfg.band)), m)[:n].astype(np.float32)
+    spec = sfft.rfft(y.astype(np.float32, copy=False), m); spec *= _band_gain(m, cfg.sr, tuple(cfg.band))
+    return sfft.irfft(spec, m, overwrite_x=True)[:n]
 
-# %% ../nbs/03_features.ipynb #b3cb0c35
+# %% ../nbs/03_features.ipynb #b3b4029f
+_KS_GUID_TAIL = bytes.fromhex("000000001000800000aa00389b71")  # WAVE_FORMAT_EXTENSIBLE sub-format GUID after its 2-byte tag
+_WAV_DTYPE = {(1, 16): "<i2", (3, 32): "<f4"}                   # (format tag, bits) that load_audio decodes itself
+
+def _wav_layout(head: bytes, size: int) -> tuple[int, int, int, int, int, int] | None:
+    "(format tag, bits, sample rate, channels, frames, data offset) of a PCM or float WAV file of `size` bytes from its first bytes `head`; None for anything else."
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE": return None
+    pos, fmt = 12, None
+    while pos + 8 <= len(head):
+        cid, n = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little"); pos += 8
+        if cid == b"fmt ":
+            if n < 16 or pos + n > len(head): return None
+            tag, ch, sr, _, align, bits = struct.unpack_from("<HHIIHH", head, pos)
+            if tag == 0xFFFE:                     # extensible: the real tag opens the sub-format GUID
+                if n < 40 or head[pos + 26:pos + 40] != _KS_GUID_TAIL or struct.unpack_from("<H", head, pos + 18)[0] not in (0, bits):
+                    return None
+                tag = struct.unpack_from("<H", head, pos + 24)[0]
+            if tag not in (1, 3) or ch < 1 or sr < 1 or bits % 8 or align != ch * bits // 8: return None
+            fmt = (tag, bits, sr, ch, align)
+        elif cid == b"data":
+            if fmt is None or n in (0, 0xFFFFFFFF): return None
+            return (*fmt[:4], min(n, size - pos) // fmt[4], pos)    # a data chunk longer than the file: what is there
+        pos += n + (n & 1)
+    return None
+
+def _read_audio(path: Path, data: bytes | None) -> tuple[np.ndarray, int]:
+    "Samples (frames, channels) as float32 and the rate of `path` (or of its bytes `data`); soundfile unless a 16-bit PCM or float WAV."
+    lay = _wav_layout(data, len(data)) if data is not None else None
+    if lay is not None and (lay[0], lay[1]) in _WAV_DTYPE:
+        tag, bits, sr, ch, frames, off = lay
+        y = np.frombuffer(data, _WAV_DTYPE[tag, bits], count=frames * ch, offset=off).reshape(frames, ch)
+        return (y * np.float32(1 / 32768) if tag == 1 else y.astype(np.float32)), sr
+    return sf.read(path if data is None else io.BytesIO(data), dtype="float32", always_2d=True)
+
+# %% ../nbs/03_features.ipynb #79823b42
 def load_audio(path: str | Path, cfg: HeartConfig = HeartConfig(), data: bytes | None = None) -> np.ndarray:
     "Mono float32 samples of `path` (or of its bytes `data`, already read) at `cfg.sr`, band-passed to `cfg.band` and scaled to unit peak."
     path = Path(path)
-    try: y, sr = sf.read(path if data is None else io.BytesIO(data), dtype="float32", always_2d=True)
+    try: y, sr = _read_audio(path, data)
     except Exception as e: raise HeartError(f"{path}: unreadable audio file ({str(e).splitlines()[0][:120]})") from None
     if y.shape[0] == 0: raise HeartError(f"{path}: empty audio file (0 samples)")
     if not np.isfinite(y).all(): raise HeartError(f"{path}: audio holds non-finite samples (NaN or inf)")
@@ -58,7 +93,7 @@ def load_audio(path: str | Path, cfg: HeartConfig = HeartConfig(), data: bytes |
     y = band_pass(y, cfg)
     y *= 1 / (np.abs(y).max() + 1e-12); return y
 
-# %% ../nbs/03_features.ipynb #c77605d6
+# %% ../nbs/03_features.ipynb #3fbc376b
 def frame_windows(y: np.ndarray, cfg: HeartConfig = HeartConfig()) -> tuple[np.ndarray, int]:
     "Windows of `y` as rows (n_windows, window_samples) and the number of zero samples padded."
     w, h = cfg.window_samples, cfg.window_hop_samples
@@ -72,7 +107,15 @@ def n_windows(n_samples: int, sr: int, cfg: HeartConfig = HeartConfig()) -> int:
     n = n_samples if sr == cfg.sr else (2 * n_samples * cfg.sr + sr) // (2 * sr)
     return 1 if n < cfg.window_samples else 1 + (n - cfg.window_samples) // cfg.window_hop_samples
 
-# %% ../nbs/03_features.ipynb #3fbc376b
+def planned_windows(path: str | Path, cfg: HeartConfig = HeartConfig()) -> int:
+    "Windows `path` will give, from its header alone (its first 4 kB for a WAV file); 0 when it cannot be read or is empty."
+    try:
+        with open(path, "rb") as f: lay = _wav_layout(f.read(4096), os.fstat(f.fileno()).st_size)
+        frames, sr = (lay[4], lay[2]) if lay else (lambda i: (i.frames, i.samplerate))(sf.info(path))
+    except Exception: return 0                             # the worker that decodes it names the problem
+    return n_windows(frames, sr, cfg) if frames else 0
+
+# %% ../nbs/03_features.ipynb #ba2ae8ef
 @functools.lru_cache(maxsize=8)
 def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
     "librosa's Mel filter bank (n_mels, n_fft // 2 + 1), float32."
@@ -82,32 +125,40 @@ def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np
 @functools.lru_cache(maxsize=8)
 def _hann(n_fft: int) -> np.ndarray: return signal.get_window("hann", n_fft).astype(np.float32)   # periodic, as librosa's
 
+@functools.lru_cache(maxsize=8)
+def _mel_pairs(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> tuple[int, int, np.ndarray]:
+    "First and last+1 FFT bin any Mel filter uses, and the filters over those bins with each row twice (real, imaginary part)."
+    M = _mel_basis(sr, n_fft, n_mels, fmin, fmax); used = np.flatnonzero(M.any(axis=0))
+    lo, hi = (int(used[0]), int(used[-1]) + 1) if len(used) else (0, 1)
+    return lo, hi, np.ascontiguousarray(np.repeat(M[:, lo:hi].T, 2, axis=0))
+
 def _db_mel(y: np.ndarray, cfg: HeartConfig) -> np.ndarray:
-    "Log-Mel (dB) of the last axis of `y`: (..., samples) -> (..., n_mels, 1 + samples // hop_length)."
+    "Log-Mel (dB) of the last axis of `y`: (..., samples) -> (..., 1 + samples // hop_length, n_mels), frames first."
     pad = [(0, 0)] * (y.ndim - 1) + [(cfg.n_fft // 2, cfg.n_fft // 2)]
-    frames = np.lib.stride_tricks.sliding_window_view(np.pad(y.astype(np.float32), pad), cfg.n_fft, axis=-1)
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(y.astype(np.float32, copy=False), pad), cfg.n_fft, axis=-1)
     spec = sfft.rfft(frames[..., ::cfg.hop_length, :] * _hann(cfg.n_fft), axis=-1)
-    power = spec.real ** 2 + spec.imag ** 2
-    mel = power @ _mel_basis(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax).T
+    lo, hi, pairs = _mel_pairs(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
+    parts = spec[..., lo:hi].view(np.float32)                  # (re, im, re, im, ...) of the bins the filters use
+    mel = np.square(parts, out=parts) @ pairs                   # |X|² through the filters: one product, in spec's memory
     db = np.log(np.maximum(mel, 1e-10, out=mel), out=mel); db *= 10 / np.log(10)   # natural log: 4x quicker than log10 in float32
-    return db.swapaxes(-1, -2).astype(np.float32)
+    return db
 
 def log_mel(windows: np.ndarray, cfg: HeartConfig = HeartConfig()) -> np.ndarray:
     "Log-Mel spectrograms (dB) of windows (n, samples) as float32 (n, n_mels, n_frames)."
-    return _db_mel(np.atleast_2d(windows), cfg)
+    return np.ascontiguousarray(_db_mel(np.atleast_2d(windows), cfg).swapaxes(-1, -2))
 
-# %% ../nbs/03_features.ipynb #ba2ae8ef
+# %% ../nbs/03_features.ipynb #273a62b4
 def recording_log_mel(y: np.ndarray, cfg: HeartConfig = HeartConfig()) -> tuple[np.ndarray, int]:
     "Log-Mel windows (n, n_mels, n_frames) of a whole recording and the samples padded; one transform per sample."
     w, h, hop = cfg.window_samples, cfg.window_hop_samples, cfg.hop_length
     if len(y) < w or w % hop or h % hop:
         win, pad = frame_windows(y, cfg); return log_mel(win, cfg), pad
     n = 1 + (len(y) - w) // h
-    S = _db_mel(y[: (n - 1) * h + w], cfg)
-    idx = (h // hop) * np.arange(n)[:, None] + np.arange(cfg.n_frames)[None]
-    return S[:, idx].swapaxes(0, 1), 0
+    S = _db_mel(y[: (n - 1) * h + w], cfg)                     # (frames, n_mels)
+    win = np.lib.stride_tricks.sliding_window_view(S, cfg.n_frames, axis=0)[:: h // hop]   # (n, n_mels, n_frames), a view
+    return np.ascontiguousarray(win), 0
 
-# %% ../nbs/03_features.ipynb #273a62b4
+# %% ../nbs/03_features.ipynb #a88bacfe
 @dataclass
 class RecordingFeatures:
     "Log-Mel windows of one recording, the samples padded, the error that stopped it (if any) and its warnings."
@@ -132,10 +183,10 @@ def recording_features(path: str | Path, cfg: HeartConfig = HeartConfig(), data:
     except HeartError as e:
         return RecordingFeatures(None, 0, str(e))
 
-# %% ../nbs/03_features.ipynb #88e1a44f
-FEATURES_VERSION = 2
+# %% ../nbs/03_features.ipynb #ad2e65e6
+FEATURES_VERSION = 3
 
-# %% ../nbs/03_features.ipynb #88fed1f5
+# %% ../nbs/03_features.ipynb #99f6c89a
 class FeatureCache:
     "A folder of window files and an index from (file content, feature parameters) to the windows."
     def __init__(self, root: str | Path):
@@ -191,7 +242,7 @@ class FeatureCache:
         for p in list(self.root.glob("set-*.f32")) + list(self.root.glob("*.tmp")):
             if p.name not in live and p.stat().st_mtime < old: p.unlink(missing_ok=True)
 
-# %% ../nbs/03_features.ipynb #99f6c89a
+# %% ../nbs/03_features.ipynb #a1edbd66
 def default_backend() -> str:
     "joblib backend for feature workers: 'multiprocessing' (fork) when that is safe here, else 'loky'."
     import multiprocessing as mp
@@ -205,8 +256,21 @@ def _copy_bytes(src: Path, dst_fd: int, src_off: int, dst_off: int, nbytes: int,
         while done < nbytes:
             b = f.read(min(chunk, nbytes - done)); os.pwrite(dst_fd, b, dst_off + done); done += len(b)
 
-def _extract_into(path: str, cfg: HeartConfig, target: str, offset: int, planned: int) -> tuple:
+_heap_kept_in = None                      # pid of the process whose allocator _keep_heap has set
+
+def _keep_heap() -> None:
+    "Have glibc's malloc keep freed memory in this process for reuse (no-op once done, or without glibc)."
+    global _heap_kept_in
+    if _heap_kept_in == os.getpid(): return
+    _heap_kept_in = os.getpid()
+    try: libc = ctypes.CDLL("libc.so.6"); mallopt = libc.mallopt
+    except (OSError, AttributeError): return
+    for param, value in ((-3, 32 << 20), (-1, 64 << 20), (-2, 16 << 20)):   # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD
+        mallopt(ctypes.c_int(param), ctypes.c_int(value))
+
+def _extract_into(path: str, cfg: HeartConfig, target: str, offset: int, planned: int, worker: bool = False) -> tuple:
     "Features of one file (read once: hashed and decoded) written into `target` at byte `offset` when they fill the `planned` windows; returns (n, padded, error, warnings, windows if not written, content hash)."
+    if worker: _keep_heap()
     try:
         with open(path, "rb") as f: data = f.read()
     except OSError as e: return 0, 0, f"{path}: unreadable audio file ({e.strerror})", (), None, None
@@ -215,11 +279,11 @@ def _extract_into(path: str, cfg: HeartConfig, target: str, offset: int, planned
     if r.error is not None: return 0, 0, r.error, r.warnings, None, digest
     if len(r.mel) != planned: return len(r.mel), r.padded, None, r.warnings, r.mel, digest
     fd = os.open(target, os.O_WRONLY)
-    try: os.pwrite(fd, np.ascontiguousarray(r.mel, np.float32).tobytes(), offset)
+    try: os.pwrite(fd, np.ascontiguousarray(r.mel, np.float32).data, offset)
     finally: os.close(fd)
     return len(r.mel), r.padded, None, r.warnings, None, digest
 
-# %% ../nbs/03_features.ipynb #174a1742
+# %% ../nbs/03_features.ipynb #4240fb52
 @dataclass
 class FeatureSet:
     "Log-Mel windows of a manifest: `X` (n, n_mels, n_frames), `row` (manifest row of each window), errors, and the feature parameters."
@@ -252,7 +316,7 @@ class FeatureSet:
         if missing: raise HeartError(f"{missing[0]}: not in these features ({len(missing)} recording(s) missing); extract them first")
         return self.subset(pos.loc[list(manifest.path)].to_numpy())
 
-# %% ../nbs/03_features.ipynb #a1edbd66
+# %% ../nbs/03_features.ipynb #95275d3e
 def _strip_name(msg: str, path: str) -> str:
     "A message with its leading file path or name taken off."
     for pre in (f"{path}: ", f"{Path(path).name}: "):
@@ -265,8 +329,10 @@ def _run_workers(jobs: list, cfg: HeartConfig, target: str, n_jobs: int | None, 
     it = tqdm(jobs, desc="features", unit="file", disable=not progress, leave=False)   # inputs are taken as workers free up
     with threadpool_limits(1):          # one BLAS thread per process: the products are small, threads only contend
         if n_jobs == 1 or len(jobs) <= 1: return [_extract_into(p, cfg, target, o, n) for p, o, n in it]
-        return Parallel(n_jobs=n_jobs, backend=backend or default_backend(), batch_size=16, pre_dispatch="2 * n_jobs")(
-            delayed(_extract_into)(p, cfg, target, o, n) for p, o, n in it)
+        gc.freeze()                     # forked workers neither scan nor copy the parent's objects; joblib's gc.collect skips them
+        try: return Parallel(n_jobs=n_jobs, backend=backend or default_backend(), batch_size=16, pre_dispatch="2 * n_jobs")(
+                 delayed(_extract_into)(p, cfg, target, o, n, True) for p, o, n in it)
+        finally: gc.unfreeze()
 
 def extract_features(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig(), n_jobs: int | None = None,
                      cache_dir: str | Path | None = None, progress: bool = True, backend: str | None = None) -> FeatureSet:
@@ -307,7 +373,7 @@ def extract_features(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig(), n
     return FeatureSet(X, np.repeat(np.array(good, dtype=int), n), manifest, {paths[i]: e for i, e in sorted(errors.items())},
                       padded, feature_key(cfg))
 
-# %% ../nbs/03_features.ipynb #6d0bbbe1
+# %% ../nbs/03_features.ipynb #0e51fe04
 def _build_window_file(cache: FeatureCache, paths: list, keys: list, sigs: list, ok: list, cfg: HeartConfig,
                        n_jobs: int | None, backend: str | None, progress: bool) -> tuple[str, dict]:
     "Write the windows of rows `ok` into a new window file of `cache`, fill in `keys` and the index; return the file's name and the rows that could not be read."
@@ -316,9 +382,7 @@ def _build_window_file(cache: FeatureCache, paths: list, keys: list, sigs: list,
     for i in ok:
         e = entries.get(keys[i]) if keys[i] is not None else None
         if e is not None and (e["set"] is None or cache.window_file(e["set"])): src[i] = e; planned[i] = e["n"]
-        else:
-            try: info = sf.info(paths[i]); planned[i] = n_windows(info.frames, info.samplerate, cfg) if info.frames else 0
-            except Exception: planned[i] = 0                    # the worker names the problem
+        else: planned[i] = planned_windows(paths[i], cfg)
     off = dict(zip(ok, np.concatenate([[0], np.cumsum([planned[i] for i in ok])])[:-1].tolist()))
     fd, target = tempfile.mkstemp(dir=cache.root, prefix="set-", suffix=".tmp")
     try:
@@ -354,7 +418,7 @@ def _build_window_file(cache: FeatureCache, paths: list, keys: list, sigs: list,
         e.update(set=None if e.get("error") else name, start=off[i]); entries[keys[i]] = e
     return name, unread
 
-# %% ../nbs/03_features.ipynb #128004be
+# %% ../nbs/03_features.ipynb #0b41519a
 @dataclass
 class Standardiser:
     "Per-Mel-band mean and standard deviation, fitted on training windows."

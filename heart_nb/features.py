@@ -111,7 +111,8 @@ def planned_windows(path: str | Path, cfg: HeartConfig = HeartConfig()) -> int:
     "Windows `path` will give, from its header alone (its first 4 kB for a WAV file); 0 when it cannot be read or is empty."
     try:
         with open(path, "rb") as f: lay = _wav_layout(f.read(4096), os.fstat(f.fileno()).st_size)
-        frames, sr = (lay[4], lay[2]) if lay else (lambda i: (i.frames, i.samplerate))(sf.info(path))
+        if lay: frames, sr = lay[4], lay[2]
+        else: info = sf.info(path); frames, sr = info.frames, info.samplerate
     except Exception: return 0                             # the worker that decodes it names the problem
     return n_windows(frames, sr, cfg) if frames else 0
 
@@ -329,10 +330,12 @@ def _run_workers(jobs: list, cfg: HeartConfig, target: str, n_jobs: int | None, 
     it = tqdm(jobs, desc="features", unit="file", disable=not progress, leave=False)   # inputs are taken as workers free up
     with threadpool_limits(1):          # one BLAS thread per process: the products are small, threads only contend
         if n_jobs == 1 or len(jobs) <= 1: return [_extract_into(p, cfg, target, o, n) for p, o, n in it]
-        gc.freeze()                     # forked workers neither scan nor copy the parent's objects; joblib's gc.collect skips them
+        freeze = gc.get_freeze_count() == 0   # (a caller's own frozen objects stay frozen)
+        if freeze: gc.freeze()          # forked workers neither scan nor copy the parent's objects; joblib's gc.collect skips them
         try: return Parallel(n_jobs=n_jobs, backend=backend or default_backend(), batch_size=16, pre_dispatch="2 * n_jobs")(
                  delayed(_extract_into)(p, cfg, target, o, n, True) for p, o, n in it)
-        finally: gc.unfreeze()
+        finally:
+            if freeze: gc.unfreeze()
 
 def extract_features(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig(), n_jobs: int | None = None,
                      cache_dir: str | Path | None = None, progress: bool = True, backend: str | None = None) -> FeatureSet:

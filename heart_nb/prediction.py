@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from .core import CLASS_NAMES, HeartError
-from .features import load_audio, frame_windows, log_mel
+from .features import load_audio, recording_log_mel, log_mel
 from .training import Run, load_run
 
 # %% auto #0
@@ -26,7 +26,7 @@ class Predictor:
     def window_probabilities(self, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         "Band-passed samples of `path` and the probabilities of each of its windows (n_windows, k)."
         y = load_audio(path, self.run.cfg)
-        X = log_mel(frame_windows(y, self.run.cfg)[0], self.run.cfg)
+        X = recording_log_mel(y, self.run.cfg)[0]              # the function extract_features uses
         return y, self.run.model.predict(self.run.standardiser(X), verbose=0)
 
     def predict(self, path: str | Path) -> dict[str, float]:

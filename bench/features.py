@@ -11,6 +11,7 @@ Also (d): (b) on a tenth of the files, for the memory-growth check.
 Each of (a)-(d) runs --rounds times (default 3), (a) and (b) alternating; the ratios are taken within a round.
 
     python bench/features.py [--data ../shared/data/bmd-hs] [--jobs N] [--rounds 3]
+    python bench/features.py --rounds 5 | tee bench/results/features.txt        # the figures kept in the repository
 """
 import argparse, json, statistics, subprocess, sys, tempfile, textwrap
 from pathlib import Path
@@ -55,6 +56,9 @@ def main():
     from heart_nb.core import find_bmdhs
     data = Path(a.data) if a.data else find_bmdhs()
     if data is None: sys.exit("BMD-HS not found: pass --data or set HEART_NB_BMDHS")
+    import datetime, os, platform
+    print(f"# bench/features.py --rounds {a.rounds}, {datetime.date.today()}, {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+          f"Python {platform.python_version()}, data {data}")
     rounds = []
     for _ in range(a.rounds):       # (a) and (b) alternate, so a drift in the machine's speed hits both sides alike
         with tempfile.TemporaryDirectory() as c1, tempfile.TemporaryDirectory() as c2:

@@ -173,6 +173,9 @@ def feature_key(cfg: HeartConfig) -> dict:
     keys = ("sr", "band", "min_duration_s", "window_s", "window_hop_s", "n_fft", "hop_length", "n_mels", "fmin", "fmax")
     return {"version": FEATURES_VERSION, **{k: getattr(cfg, k) for k in keys}}
 
+@functools.lru_cache(maxsize=16)
+def _feature_key_json(cfg: HeartConfig) -> str: return json.dumps(feature_key(cfg), sort_keys=True)   # once per config, not per file
+
 def recording_features(path: str | Path, cfg: HeartConfig = HeartConfig(), data: bytes | None = None) -> RecordingFeatures:
     "Load, window and log-Mel one recording; a bad file gives `error` (one line) instead of raising, warnings are kept."
     try:
@@ -216,7 +219,7 @@ class FeatureCache:
     @staticmethod
     def key_of(digest: str, cfg: HeartConfig) -> str:
         "Cache key of content hash `digest` under `cfg`."
-        return hashlib.sha1((digest + json.dumps(feature_key(cfg), sort_keys=True)).encode()).hexdigest()
+        return hashlib.sha1((digest + _feature_key_json(cfg)).encode()).hexdigest()
 
     def key(self, path: str | Path, cfg: HeartConfig) -> str:
         "Cache key of `path` under `cfg`, hashing the file only when needed; raises `OSError` when it cannot be read."
@@ -237,7 +240,7 @@ class FeatureCache:
         disk["entries"] = {k: e for k, e in disk["entries"].items() if e["set"] is None or (self.root / e["set"]).exists()}
         live = {e["set"] for e in disk["entries"].values()} | set(disk["sets"].values())
         fd, tmpname = tempfile.mkstemp(dir=self.root, suffix=".tmp")
-        with os.fdopen(fd, "w") as f: json.dump(disk, f)
+        with os.fdopen(fd, "w") as f: f.write(json.dumps(disk))   # dumps: the C encoder (dump streams through the Python one)
         os.replace(tmpname, self.root / "index.json"); self.index = disk
         old = time.time() - 3600                 # leave alone what a concurrent run may be about to name
         for p in list(self.root.glob("set-*.f32")) + list(self.root.glob("*.tmp")):

@@ -350,7 +350,7 @@ def extract_features(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig(), n
             fs.X = np.array(fs.X); return fs
     manifest = manifest.reset_index(drop=True); paths = [str(p) for p in manifest.path]
     cache = FeatureCache(cache_dir); shape = (cfg.n_mels, cfg.n_frames)
-    _mel_basis(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)      # built once, inherited by forked workers
+    _mel_pairs(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)      # the Mel filters, built once, inherited by forked workers
     keys, sigs, errors = [None] * len(paths), [None] * len(paths), {}
     for i, p in enumerate(paths):               # files hashed before (same size and time) need no reading here
         try: keys[i], sigs[i] = cache.known_key(p, cfg)

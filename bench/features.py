@@ -1,6 +1,7 @@
 """Feature-extraction speed and memory on all BMD-HS recordings, side by side in one run.
 
-(a) a plain one-process loop: librosa.load(sr=4000) + librosa.feature.melspectrogram (64 bands, n_fft 256, hop 80)
+(a) a plain one-process loop: librosa.load(sr=4000) + librosa.feature.melspectrogram with the config's Mel parameters
+    (64 bands, n_fft 256, hop 160 at the defaults)
 (b) heart_nb.features.extract_features, cold cache, worker processes
 (c) the same from its cache
 Each runs in a fresh subprocess, so its peak RSS is its own; numba's first-run JIT is warmed up and every module
@@ -24,16 +25,17 @@ CHILD = textwrap.dedent('''
     from pathlib import Path
     files = sorted(Path(data, "audio").glob("*.wav"))
     files = files[: max(1, int(len(files) * frac))]
-    y, _ = librosa.load(files[0], sr=4000); librosa.feature.melspectrogram(y=y, sr=4000, n_fft=256, hop_length=80, n_mels=64)  # JIT warm-up
     import pandas as pd
     from heart_nb.core import HeartConfig
+    cfg = HeartConfig(); mel = dict(sr=cfg.sr, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels)
+    y, _ = librosa.load(files[0], sr=cfg.sr); librosa.feature.melspectrogram(y=y, **mel)      # JIT warm-up
     from heart_nb.features import extract_features      # imports are not extraction: both sides import before the clock
     t = time.perf_counter()
     if mode == "plain":
         n = 0
         for f in files:
-            y, _ = librosa.load(f, sr=4000)
-            n += librosa.feature.melspectrogram(y=y, sr=4000, n_fft=256, hop_length=80, n_mels=64).shape[1]
+            y, _ = librosa.load(f, sr=cfg.sr)
+            n += librosa.feature.melspectrogram(y=y, **mel).shape[1]
     else:
         fs = extract_features(pd.DataFrame({"path": [str(f) for f in files]}), HeartConfig(), n_jobs=jobs or None,
                               cache_dir=cache, progress=False)

@@ -251,7 +251,8 @@ def default_backend() -> str:
     "joblib backend for feature workers: 'multiprocessing' (fork) when that is safe here, else 'loky'."
     import multiprocessing as mp
     fork = (mp.get_start_method(allow_none=True) or ("fork" if sys.platform.startswith("linux") else "spawn")) == "fork"
-    return "multiprocessing" if fork and "tensorflow" not in sys.modules else "loky"
+    ml = [m for m in ("tensorflow", "jax", "torch") if m in sys.modules]       # their thread pools do not survive fork
+    return "multiprocessing" if fork and not ml else "loky"
 
 def _copy_bytes(src: Path, dst_fd: int, src_off: int, dst_off: int, nbytes: int, chunk: int = 1 << 22) -> None:
     "Copy `nbytes` from `src` at `src_off` into the open file `dst_fd` at `dst_off`, a few MB at a time."

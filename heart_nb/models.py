@@ -95,4 +95,4 @@ def attention_weights(model: keras.Model, X: np.ndarray) -> np.ndarray:
     try: att = model.get_layer("attention")
     except ValueError: raise HeartError(f"model {model.name!r} has no attention layer (only the CRNN has one)") from None
     seq = keras.Model(model.inputs, model.get_layer("bilstm").output).predict(X, verbose=0)
-    return np.asarray(att.weights_for(seq))
+    return ops.convert_to_numpy(att.weights_for(seq))

@@ -65,7 +65,7 @@ class HeartConfig:
     aug_gain_db: float = 6.0            # random gain range (± dB)
     aug_mask_bands: int = 8             # SpecAugment: widest Mel-band mask
     aug_mask_frames: int = 25           # SpecAugment: widest time mask (frames)
-    train_windows: int = 2              # windows drawn afresh per training recording each epoch (0: all of them)
+    train_windows: int = 0              # k > 0: k windows drawn afresh per training recording each epoch; 0: all
     seed: int = 42
 
     def __post_init__(self):

@@ -58,6 +58,7 @@ class HeartConfig:
     batch_size: int = 32
     epochs: int = 100                   # at most; early stopping ends training first
     patience: int = 10                  # epochs without a better validation loss before stopping
+    min_delta: float = 0.002            # a validation loss must fall by this much to count as better
     val_frac: float = 0.15
     test_frac: float = 0.2
     folds: int = 5                      # patient-wise cross-validation folds
@@ -89,6 +90,7 @@ class HeartConfig:
         need(0 < self.val_frac < 1 and 0 <= self.test_frac < 1 and self.val_frac + self.test_frac < 1,
              f"val_frac and test_frac must be in (0,1) and sum below 1, got {self.val_frac}, {self.test_frac}")
         need(self.epochs > 0 and self.batch_size > 0 and self.patience >= 0, "epochs, batch_size must be positive and patience >= 0")
+        need(self.min_delta >= 0, f"min_delta must be >= 0, got {self.min_delta}")
         need(self.folds >= 2, f"folds must be >= 2, got {self.folds}")
         need(0 <= self.augment <= 1, f"augment must be a probability in [0, 1], got {self.augment}")
         need(self.schedule in ("cosine", "constant"), f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")

@@ -146,7 +146,7 @@ def _early_stopping(cfg: HeartConfig):
             if epoch + 1 < min_epochs:
                 self.model.stop_training = False
                 self.stopped_epoch = 0
-    return EarlyStoppingAfterDecay("val_loss", patience=cfg.patience, restore_best_weights=True)
+    return EarlyStoppingAfterDecay("val_loss", min_delta=cfg.min_delta, patience=cfg.patience, restore_best_weights=True)
 
 def _epoch_line(epoch: int, logs: dict) -> str:
     "One line for a finished epoch: its losses, accuracies and learning rate."

@@ -105,7 +105,8 @@ def main():
          f"{cfg.n_frames} frames (hop {cfg.hop_length}). Deep models: the one training recipe (`fit_model`), "
          f"{f'{cfg.train_windows} random' if cfg.train_windows else 'all'} windows of each training recording per epoch, augmentation p={cfg.augment}, Adam at "
          f"{cfg.learning_rate:g} with {cfg.warmup_epochs} warm-up epochs and a {cfg.schedule} decay to {cfg.min_lr_frac:g}x by epoch "
-         f"{cfg.decay_epochs}, early stopping (patience {cfg.patience}, not before epoch {cfg.decay_epochs}), at most {cfg.epochs} epochs.", "",
+         f"{cfg.decay_epochs}, early stopping (patience {cfg.patience}, min_delta {cfg.min_delta:g}, not before epoch {cfg.decay_epochs}), "
+         f"at most {cfg.epochs} epochs.", "",
          f"Machine: {box}. Features {t_feat:.0f} s; training and prediction summed over all folds and models "
          f"{sum(sum(f['seconds'] for f in r.folds) for (t_, m_), r in results.items() if '+' not in m_) / 60:.0f} min; this invocation "
          f"{(time.time() - t_all) / 60:.0f} min (folds already on disk are read back, not retrained).", ""]

@@ -75,14 +75,15 @@ def augment_windows(X: np.ndarray, rng: np.random.Generator, cfg: HeartConfig = 
     n, nm, nf = X.shape
     if cfg.augment <= 0: return X
     pick = lambda: np.flatnonzero(rng.random(n) < cfg.augment)
-    i = pick()                                                                   # time shift (circular)
-    cols = (np.arange(nf) - rng.integers(1, nf, len(i))[:, None]) % nf
-    X[i] = np.take_along_axis(X[i], cols[:, None, :], axis=2)
+    shift = rng.integers(1, nf, n)
+    for j in pick(): X[j] = np.roll(X[j], shift[j], axis=1)                      # time shift (circular)
     gain = (rng.random(n) < cfg.augment) * rng.uniform(-cfg.aug_gain_db, cfg.aug_gain_db, n)
     X += gain.astype(np.float32)[:, None, None]                                  # gain
     i = pick()                                                                   # a noise floor, added as power:
     floor = X[i].mean(axis=(1, 2)) + rng.uniform(-20, 0, len(i))                 # 10 log10(10^(x/10) + 10^(n/10))
-    noise = floor.astype(np.float32)[:, None, None] + 2 * rng.standard_normal((len(i), nm, nf), dtype=np.float32)
+    field = 2 * rng.standard_normal((nm, 2 * nf), dtype=np.float32)             # one ±2 dB field, a random slice each
+    at = rng.integers(0, nf, len(i))
+    noise = floor.astype(np.float32)[:, None, None] + field[:, at[:, None] + np.arange(nf)].transpose(1, 0, 2)
     X[i] += _DB * np.log1p(np.exp((noise - X[i]) / _DB))
     i = pick()                                                                   # band-limit: a ramp above a cut-off
     cut = rng.integers(nm // 2, nm, len(i))
@@ -113,7 +114,7 @@ def training_windows(X, Y, w, std: Standardiser, cfg: HeartConfig, seed: int, gr
     n = sum(min(k, len(m)) for m in members)
 
     class TrainingWindows(keras.utils.PyDataset):
-        def __init__(self): super().__init__(); self.set_epoch(0)
+        def __init__(self): super().__init__(workers=2, max_queue_size=8); self.set_epoch(0)   # threads prepare batches ahead
         def set_epoch(self, epoch: int):
             "Draw and shuffle the windows of `epoch`."
             rng = np.random.default_rng([seed, epoch])

@@ -38,13 +38,18 @@ def machine() -> str:
     import os, platform, keras
     be = keras.backend.backend(); acc = "none"
     if be == "tensorflow":
-        import tensorflow as tf; gpus = tf.config.list_physical_devices("GPU"); acc = f"{len(gpus)} GPU" if gpus else "none"
+        import tensorflow as tf
+        gpus = tf.config.list_physical_devices("GPU")
+        acc = f"{len(gpus)} GPU" if gpus else "none"
     elif be == "jax":
-        import jax; d = jax.devices()[0]; acc = "none" if d.platform == "cpu" else f"{jax.device_count()} x {d.device_kind}"
+        import jax
+        d = jax.devices()[0]
+        acc = "none" if d.platform == "cpu" else f"{jax.device_count()} x {d.device_kind}"
     elif be == "torch":
-        import torch; acc = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return (f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), Keras {keras.__version__} on {be}, "
-            f"accelerator: {acc}")
+        import torch
+        acc = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    cpu = platform.processor() or platform.machine()
+    return f"{os.cpu_count()} CPU cores ({cpu}), Keras {keras.__version__} on {be}, accelerator: {acc}"
 
 def fold_info(r) -> dict:
     "Epochs run and best epoch of each fold of a deep model (empty for the baseline)."
@@ -57,7 +62,8 @@ def main():
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--models", default="baseline,cnn,crnn"); ap.add_argument("--tasks", default="multilabel,multiclass")
     ap.add_argument("--boot", type=int, default=500); ap.add_argument("--results", default="bench/results")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a HeartConfig field (repeatable)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a HeartConfig field (repeatable)")
     ap.add_argument("--multiclass-models", default="baseline", help="models cross-validated on the multi-class task")
     a = ap.parse_args()
     import numpy as np, pandas as pd
@@ -83,13 +89,16 @@ def main():
             t = time.time()
             r = cross_validate(m, cfg, model, task, work / f"{task}_{model}", features=fs, verbose=0)
             sec = sum(f["seconds"] for f in r.folds)
-            results[(task, model)] = r; rows += [{**q, **fold_info(r), "machine": box} for q in cv_rows(r, a.boot, seconds=sec)]
+            results[(task, model)] = r
+            rows += [{**q, **fold_info(r), "machine": box} for q in cv_rows(r, a.boot, seconds=sec)]
             x = {(q["level"], q["metric"]): q for q in rows if q["model"] == model and q["task"] == task}
             print(f"{task:10s} {model:8s} {sec:7.0f} s  patient lesion AUROC {x[('patient', 'lesion_macro_auroc')]['mean']:.3f} "
                   f"F1 {x[('patient', 'lesion_macro_f1')]['mean']:.3f}  recording AUROC {x[('recording', 'lesion_macro_auroc')]['mean']:.3f}", flush=True)
         deep = [results[(task, k)] for k in ("cnn", "crnn") if (task, k) in results]
         for combo in ([deep] if len(deep) == 2 else []) + ([[results[(task, "baseline")]] + deep] if deep and (task, "baseline") in results else []):
-            e = ensemble(combo); results[(task, e.model)] = e; rows += [{**q, "machine": box} for q in cv_rows(e, a.boot)]
+            e = ensemble(combo)
+            results[(task, e.model)] = e
+            rows += [{**q, "machine": box} for q in cv_rows(e, a.boot)]
     (res_dir / "accuracy.json").write_text(json.dumps(rows, indent=1))
     # ---- the report
     R = pd.DataFrame(rows)

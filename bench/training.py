@@ -123,8 +123,9 @@ def main():
     Y = target_matrix(man, present_classes(man))[fs.row]
     log = lambda s: print(s, flush=True)
     peak = matmul_peak()
+    cpu = platform.processor() or platform.machine()
     log(f"# bench/training.py{' --quick' if a.quick else ''}, {datetime.date.today()}, {os.cpu_count()} CPU cores "
-        f"({platform.processor() or platform.machine()}), Python {platform.python_version()}, Keras {keras.__version__} "
+        f"({cpu}), Python {platform.python_version()}, Keras {keras.__version__} "
         f"({keras.backend.backend()}); BMD-HS {len(man)} recordings, {len(fs.X)} windows {fs.X.shape[1:]}, "
         f"{cfg.train_windows or 'all'} per recording per epoch, batch {cfg.batch_size}; matmul peak {peak:.1f} GFLOP/s")
     out = []
@@ -134,8 +135,8 @@ def main():
         out.append({"model": kind, "loop_windows_per_s": round(loop, 1), "bare_fit_windows_per_s": round(bare, 1),
                     "overhead": round(bare / loop, 3), "gflops_per_s": round(3 * gflop * loop, 2),
                     "peak_gflops_per_s": round(peak, 1)})
-        log(f"# {kind}: {gflop * 1e3:.1f} MFLOP forward per window; training at {100 * out[-1]['gflops_per_s'] / peak:.0f} % "
-            "of the matmul peak")
+        share = 100 * out[-1]["gflops_per_s"] / peak
+        log(f"# {kind}: {gflop * 1e3:.1f} MFLOP forward per window; training at {share:.0f} % of the matmul peak")
     for o in out: print(json.dumps(o))
 
 

@@ -25,7 +25,7 @@ def run_demo(out_dir: str | Path = "heart_nb_demo", epochs: int = 20, patients_p
     from heart_nb.evaluation import evaluate_run, compare_runs
     from heart_nb.prediction import Predictor
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True); t0 = time.time()
-    cfg = cfg or HeartConfig(epochs=epochs, patience=5, warmup_epochs=1, decay_epochs=max(2, epochs))  # decays within the demo
+    cfg = cfg or HeartConfig(epochs=epochs, patience=5, warmup_epochs=1, decay_epochs=max(2, epochs))  # decays in time
     log(f"[1/5] writing a SYNTHETIC dataset (7 classes x {patients_per_class} patients) to {out / 'data'}")
     ds = make_synthetic_dataset(out / "data", classes=CLASSES, patients_per_class=patients_per_class, duration_s=duration_s)
     log("[2/5] mapping files to the annotation workbook")

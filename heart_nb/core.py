@@ -94,7 +94,8 @@ class HeartConfig:
         need(self.folds >= 2, f"folds must be >= 2, got {self.folds}")
         need(0 <= self.augment <= 1, f"augment must be a probability in [0, 1], got {self.augment}")
         need(self.schedule in ("cosine", "constant"), f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
-        need(0 <= self.warmup_epochs < self.decay_epochs, f"need 0 <= warmup_epochs < decay_epochs, got {self.warmup_epochs}, {self.decay_epochs}")
+        need(0 <= self.warmup_epochs < self.decay_epochs,
+             f"need 0 <= warmup_epochs < decay_epochs, got {self.warmup_epochs}, {self.decay_epochs}")
         need(0 < self.min_lr_frac <= 1, f"min_lr_frac must be in (0, 1], got {self.min_lr_frac}")
         need(self.train_windows >= 0, f"train_windows must be >= 0 (0: all), got {self.train_windows}")
 

@@ -114,7 +114,9 @@ def training_windows(X, Y, w, std: Standardiser, cfg: HeartConfig, seed: int, gr
     n = sum(min(k, len(m)) for m in members)
 
     class TrainingWindows(keras.utils.PyDataset):
-        def __init__(self): super().__init__(workers=2, max_queue_size=8); self.set_epoch(0)   # threads prepare batches ahead
+        def __init__(self):
+            super().__init__(workers=2, max_queue_size=8)                   # two threads prepare batches ahead
+            self.set_epoch(0)
         def set_epoch(self, epoch: int):
             "Draw and shuffle the windows of `epoch`."
             rng = np.random.default_rng([seed, epoch])
@@ -147,7 +149,8 @@ def _early_stopping(cfg: HeartConfig):
             if epoch + 1 < min_epochs:
                 self.model.stop_training = False
                 self.stopped_epoch = 0
-    return EarlyStoppingAfterDecay("val_loss", min_delta=cfg.min_delta, patience=cfg.patience, restore_best_weights=True)
+    return EarlyStoppingAfterDecay("val_loss", min_delta=cfg.min_delta, patience=cfg.patience,
+                                   restore_best_weights=True)
 
 def _epoch_line(epoch: int, logs: dict) -> str:
     "One line for a finished epoch: its losses, accuracies and learning rate."
@@ -160,7 +163,8 @@ def fit_model(kind: str, X, Y, Xva, Yva, cfg: HeartConfig, task: str, out_dir: s
     from heart_nb.models import build_model, keras
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if not (out / "backup").exists(): (out / "history.csv").unlink(missing_ok=True)      # a fresh run, not a resumed one
+    fresh = not (out / "backup").exists()                                        # not a resumed run
+    if fresh: (out / "history.csv").unlink(missing_ok=True)
     seed_everything(cfg.seed)
     std = Standardiser.fit(X)
     net = _compile(build_model(kind, cfg, Y.shape[1], multilabel=task == "multilabel"), task, cfg)
@@ -170,7 +174,8 @@ def fit_model(kind: str, X, Y, Xva, Yva, cfg: HeartConfig, task: str, out_dir: s
            keras.callbacks.LearningRateScheduler(lambda e: learning_rate_at(e, cfg)),
            _early_stopping(cfg),
            keras.callbacks.CSVLogger(str(out / "history.csv"), append=True), *callbacks]
-    if verbose == 2: cbs.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: print(_epoch_line(e, logs))))
+    if verbose == 2:
+        cbs.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: print(_epoch_line(e, logs))))
     net.fit(data, validation_data=(std(np.asarray(Xva)), Yva), epochs=epochs or cfg.epochs, callbacks=cbs,
             verbose=min(verbose, 1))
     hist = pd.read_csv(out / "history.csv").drop_duplicates("epoch", keep="last").reset_index(drop=True)

@@ -51,6 +51,13 @@ def machine() -> str:
     cpu = platform.processor() or platform.machine()
     return f"{os.cpu_count()} CPU cores ({cpu}), Keras {keras.__version__} on {be}, accelerator: {acc}"
 
+def parse_value(key: str, text: str):
+    "A --set value as the type of the HeartConfig field `key` ('true'/'false' or 1/0 for a flag)."
+    from heart_nb.core import HeartConfig
+    kind = type(getattr(HeartConfig(), key))
+    if kind is bool: return text.lower() in ("1", "true", "yes")
+    return kind(text)
+
 def fold_info(r) -> dict:
     "Epochs run and best epoch of each fold of a deep model (empty for the baseline)."
     if "epochs_run" not in r.folds[0]: return {}
@@ -77,7 +84,7 @@ def main():
     if data is None: sys.exit("BMD-HS not found: pass --data or set HEART_NB_BMDHS")
     work = Path(a.work); work.mkdir(parents=True, exist_ok=True); res_dir = Path(a.results); res_dir.mkdir(parents=True, exist_ok=True)
     over = dict(kv.split("=", 1) for kv in a.set)
-    cfg = HeartConfig(folds=a.folds).replace(**{k: type(getattr(HeartConfig(), k))(v) for k, v in over.items()})
+    cfg = HeartConfig(folds=a.folds).replace(**{k: parse_value(k, v) for k, v in over.items()})
     box = machine()
     man, _ = map_dataset(data / "BMD-HS_Data_Annotation.xlsx", data / "audio", work / "manifest.csv")
     t = time.time(); fs = extract_features(man, cfg, cache_dir=work / "cache", progress=False); t_feat = time.time() - t

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, json, os, sys, time, warnings
 from pathlib import Path
 import pandas as pd
-from .core import CLASSES, HeartConfig, HeartError
+from .core import CLASSES, SHIPPED, HeartConfig, HeartError
 from .mapping import PRESETS
 
 # %% auto #0
@@ -74,11 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--manifest", required=True); f.add_argument("--cache", required=True, help="cache folder")
     f.add_argument("--config", default=None, help="HeartConfig JSON (default: the built-in defaults)")
     f.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
-    t = sub.add_parser("train", help="train a CNN or CRNN on a manifest (patient-wise split or k-fold cross-validation)",
+    t = sub.add_parser("train", help="train the shipped model (or one you name) on a manifest, or cross-validate one",
                        description="Train on a patient-wise train/validation/test split of the manifest; writes a run folder "
-                                   "with best_heart_model.keras, config.json, run.json, split.csv, history.csv. With --folds K: "
+                                   "with config.json, run.json, split.csv and members/<kind>/ (each member's model). The default "
+                                   f"model, {SHIPPED}, is what cross-validation found best. With --folds K: "
                                    "patient-wise K-fold cross-validation instead (resumable), one fold_N folder per fold.")
-    t.add_argument("--manifest", required=True); t.add_argument("--model", choices=["cnn", "crnn", "baseline"], default="cnn")
+    t.add_argument("--manifest", required=True); t.add_argument("--model", default=SHIPPED, metavar="KIND[+KIND...]",
+                                                  help=f"baseline, cnn, crnn, or several joined by + (default: {SHIPPED})")
     t.add_argument("--folds", type=int, default=None, help="patient-wise cross-validation with this many folds")
     t.add_argument("--out", required=True, help="run folder to write"); t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--config", default=None, help="HeartConfig JSON (default: the built-in defaults)")
@@ -139,14 +141,15 @@ def _run(a) -> int:
         print(f"cross-validated {a.model.upper()} ({task}, classes {r.classes}): {a.folds} patient-wise folds, "
               f"{r.predictions.patient_id.nunique()} patients each tested once; wrote {a.out} (heart-nb evaluate --cv {a.out})")
     elif a.command == "train":
-        if a.model == "baseline": raise HeartError("--model baseline needs --folds (it is a cross-validation reference)")
         from heart_nb.mapping import read_manifest
         from heart_nb.training import train
         out = train(read_manifest(a.manifest), a.out, _cfg(a.config), a.model, a.epochs, cache_dir=a.cache, task=a.task)
         info = json.loads((out / "run.json").read_text())
-        print(f"trained {a.model.upper()} ({info['task']}, classes {info['classes']}): {info['epochs_run']} epochs, best "
-              f"{info['best_epoch']}, patients train/val/test {info['patients']['train']}/{info['patients']['val']}/"
-              f"{info['patients']['test']}; wrote {out}")
+        nets = ", ".join(f"{k.upper()} {m['epochs_run']} epochs (best {m['best_epoch']})"
+                         for k, m in info["members"].items() if "epochs_run" in m)
+        print(f"trained {a.model.upper()} ({info['task']}, classes {info['classes']}){': ' + nets if nets else ''}; "
+              f"patients train/val/test {info['patients']['train']}/{info['patients']['val']}/{info['patients']['test']}; "
+              f"wrote {out}")
     elif a.command == "evaluate" and a.cv:
         from heart_nb.crossval import load_cv, cv_rows, plot_cv
         r = load_cv(a.cv); rows = cv_rows(r)

@@ -13,11 +13,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 # %% auto #0
-__all__ = ['CLASSES', 'LESIONS', 'CLASS_NAMES', 'HeartError', 'HeartConfig', 'seed_everything', 'find_bmdhs']
+__all__ = ['CLASSES', 'LESIONS', 'SHIPPED', 'CLASS_NAMES', 'HeartError', 'HeartConfig', 'seed_everything', 'find_bmdhs']
 
 # %% ../nbs/00_core.ipynb #5da0b6dd
 CLASSES: tuple[str, ...] = ("N", "AR", "MR", "TR", "AS", "MS", "PS")
 LESIONS: tuple[str, ...] = CLASSES[1:]
+SHIPPED: str = "baseline+cnn+crnn"      # the model `heart-nb train` ships: what cross-validation found best
 CLASS_NAMES: dict[str, str] = {
     "N": "Normal", "AR": "Aortic regurgitation", "MR": "Mitral regurgitation",
     "TR": "Tricuspid regurgitation", "AS": "Aortic stenosis", "MS": "Mitral stenosis",
@@ -67,6 +68,10 @@ class HeartConfig:
     aug_mask_bands: int = 8             # SpecAugment: widest Mel-band mask
     aug_mask_frames: int = 25           # SpecAugment: widest time mask (frames)
     train_windows: int = 0              # k > 0: k windows drawn afresh per training recording each epoch; 0: all
+    aug_device: bool = False            # stethoscope simulation: random EQ (±6 dB), band limits, tilted noise, hum
+    aug_reverse: bool = False           # time reversal
+    aug_crop_s: float = 0.0             # > 0: crops of aug_crop_s..window_s seconds, repeated to fill the window
+    normalise: str = "global"           # 'global': per-band standardiser; 'window': each window's band means removed first
     seed: int = 42
 
     def __post_init__(self):
@@ -97,6 +102,8 @@ class HeartConfig:
         need(0 <= self.warmup_epochs < self.decay_epochs,
              f"need 0 <= warmup_epochs < decay_epochs, got {self.warmup_epochs}, {self.decay_epochs}")
         need(0 < self.min_lr_frac <= 1, f"min_lr_frac must be in (0, 1], got {self.min_lr_frac}")
+        need(0 <= self.aug_crop_s <= self.window_s, f"aug_crop_s must be in [0, window_s], got {self.aug_crop_s}")
+        need(self.normalise in ("global", "window"), f"normalise must be 'global' or 'window', got {self.normalise!r}")
         need(self.train_windows >= 0, f"train_windows must be >= 0 (0: all), got {self.train_windows}")
 
     @property

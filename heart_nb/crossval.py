@@ -12,12 +12,12 @@ import matplotlib.pyplot as plt
 from sklearn.model_selection import StratifiedGroupKFold
 from .core import CLASSES, LESIONS, HeartConfig, HeartError, seed_everything
 from .features import FeatureSet, Standardiser, extract_features
-from .training import present_classes, target_matrix, fit_model
+from .training import present_classes, target_matrix, fit_model, recording_summary, Baseline, Member
 from .evaluation import aggregate, plot_confusion
 
 # %% auto #0
-__all__ = ['patient_folds', 'audit_folds', 'recording_summary', 'Baseline', 'auroc', 'best_thresholds', 'metric_table',
-           'apply_temperature', 'log_loss', 'fit_temperature', 'expected_calibration_error', 'reliability_diagram',
+__all__ = ['patient_folds', 'audit_folds', 'auroc', 'best_thresholds', 'metric_table', 'apply_temperature', 'log_loss',
+           'fit_temperature', 'expected_calibration_error', 'reliability_diagram', 'predict_rows', 'load_fold',
            'single_label', 'CVResult', 'cross_validate', 'load_cv', 'cv_rows', 'fold_metrics', 'group_metrics',
            'leave_one_out', 'plot_cv', 'ensemble']
 
@@ -45,46 +45,6 @@ def audit_folds(manifest: pd.DataFrame, fold) -> None:
     if (per > 1).any():
         h = per[per > 1].index[0]; paths = manifest.path[sha.to_numpy() == h].tolist()
         raise HeartError(f"fold leakage: identical recordings in different folds: {paths[0]} and {paths[1]}")
-
-# %% ../nbs/06a_crossval.ipynb #268c75d2
-def recording_summary(fs: FeatureSet, n_mfcc: int = 20) -> np.ndarray:
-    "Summary statistics (n_recordings, n_features) of each manifest row's log-Mel windows (NaN rows for failed files)."
-    from scipy.fft import dct
-    out = None
-    for r in range(len(fs.manifest)):
-        W = np.asarray(fs.X[fs.row == r])
-        if len(W) == 0: continue
-        S = np.concatenate(list(W), axis=1)                             # (n_mels, frames) of the whole recording
-        mf = dct(S, type=2, norm="ortho", axis=0)[:n_mfcc]
-        env = np.log(np.exp(S / 10 * np.log(10)).sum(0) + 1e-10)       # frame energy envelope (log)
-        ac = np.correlate(env - env.mean(), env - env.mean(), "full")[len(env) - 1:]; ac /= ac[0] + 1e-10
-        feats = np.concatenate([np.percentile(S, [10, 50, 90], axis=1).ravel(), S.std(1), mf.mean(1), mf.std(1),
-                                np.diff(mf, axis=1).std(1), np.percentile(env, [5, 50, 95]), [env.std(), ac[20:150].max()]])
-        if out is None: out = np.full((len(fs.manifest), len(feats)), np.nan, np.float32)
-        out[r] = feats
-    if out is None: raise HeartError("no recording has features: cannot summarise")
-    return out
-
-class Baseline:
-    "Standardised logistic regression on `recording_summary` features; one-vs-rest for multi-label."
-    def __init__(self, task: str, C: float = 0.05, seed: int = 42):
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.multiclass import OneVsRestClassifier
-        lr = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, random_state=seed)
-        self.task, self.model = task, make_pipeline(StandardScaler(), OneVsRestClassifier(lr) if task == "multilabel" else lr)
-
-    def fit(self, F: np.ndarray, Y: np.ndarray) -> "Baseline":
-        "Fit on features `F` and 0/1 targets `Y` (n, k)."
-        self.model.fit(F, Y if self.task == "multilabel" else Y.argmax(1)); self.k = Y.shape[1]; return self
-
-    def predict(self, F: np.ndarray) -> np.ndarray:
-        "Probabilities (n, k)."
-        P = self.model.predict_proba(F)
-        if self.task == "multiclass" and P.shape[1] != self.k:           # a class absent from training gets 0
-            full = np.zeros((len(F), self.k)); full[:, self.model.classes_] = P; P = full
-        return P.astype(np.float32)
 
 # %% ../nbs/06a_crossval.ipynb #9dc6f7da
 def auroc(y: np.ndarray, p: np.ndarray) -> float:
@@ -163,6 +123,20 @@ def reliability_diagram(Y: np.ndarray, P: np.ndarray, task: str, label: str = ""
     ax.set_xlabel("predicted probability"); ax.set_ylabel("observed frequency"); ax.legend(fontsize=7)
     return ax
 
+# %% ../nbs/06a_crossval.ipynb #a7f0d001
+def predict_rows(member: Member, fs: FeatureSet, rows: np.ndarray) -> np.ndarray:
+    "Probabilities (n, k) of `member` for the manifest rows of `fs` where `rows` is True, in manifest order."
+    m = np.isin(fs.row, np.flatnonzero(rows))
+    recs, P = aggregate(member.probabilities(np.asarray(fs.X[m]), fs.row[m]), fs.row[m])
+    return P[np.argsort(recs)]
+
+def load_fold(cv_dir: str | Path, k: int) -> Member:
+    "The trained model of fold `k` of the cross-validation in `cv_dir`."
+    d = Path(cv_dir) / f"fold_{k}"
+    if not ((d / "baseline.joblib").exists() or (d / "model.keras").exists()):
+        raise HeartError(f"{d}: no saved fold model (cross-validate again with this version to save one)")
+    return Member.load(d)
+
 # %% ../nbs/06a_crossval.ipynb #e8b88796
 def single_label(manifest: pd.DataFrame) -> pd.DataFrame:
     "The recordings of patients with exactly one class (the multi-class subset)."
@@ -205,7 +179,8 @@ def cross_validate(manifest: pd.DataFrame, cfg: HeartConfig, model: str = "cnn",
                    out_dir: str | Path | None = None, features: FeatureSet | None = None, cache_dir=None,
                    epochs: int | None = None, verbose: int = 0) -> CVResult:
     "Patient-wise `cfg.folds`-fold cross-validation of `model` ('baseline', 'cnn', 'crnn') on `task`; resumable in `out_dir`."
-    if model not in ("baseline", "cnn", "crnn"): raise HeartError(f"model must be 'baseline', 'cnn' or 'crnn', got {model!r}")
+    if model not in ("baseline", "cnn", "crnn"): raise HeartError(f"model must be 'baseline', 'cnn' or 'crnn', got {model!r} "
+                                                                   "(one at a time; `ensemble` combines them)")
     if task not in ("multilabel", "multiclass"): raise HeartError(f"task must be 'multilabel' or 'multiclass', got {task!r}")
     man = manifest.reset_index(drop=True)
     if task == "multiclass" and (man[list(CLASSES)].sum(axis=1) != 1).any():
@@ -236,21 +211,20 @@ def cross_validate(manifest: pd.DataFrame, cfg: HeartConfig, model: str = "cnn",
         va = np.zeros(len(man), bool); va[np.flatnonzero(trv)[_inner_validation(man[trv], cfg, k)]] = True
         tr = trv & ~va
         if model == "baseline":
-            bl = Baseline(task, seed=cfg.seed).fit(F[tr], Y[tr]); predict = lambda rows: bl.predict(F[rows]); info = {}
+            fm = Member("baseline", Baseline(task, seed=cfg.seed).fit(F[tr], Y[tr])); info = {}
         else:
             sel = lambda rows: np.isin(fs.row, np.flatnonzero(rows))
             net, std, hist = fit_model(model, np.asarray(fs.X[sel(tr)]), Y[fs.row[sel(tr)]], np.asarray(fs.X[sel(va)]),
                                        Y[fs.row[sel(va)]], cfg, task, d, groups=fs.row[sel(tr)], epochs=epochs,
                                        verbose=verbose)
             hist.to_csv(d / "history.csv", index=False)
-            def predict(rows):
-                m = sel(rows); Pw = net.predict(std(np.asarray(fs.X[m])), batch_size=256, verbose=0)
-                recs, Pr = aggregate(Pw, fs.row[m]); return Pr[np.argsort(recs)]     # in manifest order
+            fm = Member(model, net, std)
             info = {"epochs_run": int(len(hist)), "best_epoch": int(np.argmin(hist.val_loss.to_numpy())) + 1, "params": int(net.count_params()),
                     "loss": hist.loss.round(4).tolist(), "val_loss": hist.val_loss.round(4).tolist()}
+        fm.save(d)
         parts = []
         for role, rows in (("val", va), ("test", te)):
-            P = predict(rows); r = man[rows]
+            P = predict_rows(fm, fs, rows); r = man[rows]
             parts.append(pd.DataFrame({"fold": k, "role": role, "path": r.path.to_numpy(), "patient_id": r.patient_id.to_numpy(),
                                        "site": r.get("site"), "posture": r.get("posture"),
                                        **{"y_" + c: Y[rows, j] for j, c in enumerate(classes)},

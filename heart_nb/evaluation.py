@@ -15,8 +15,8 @@ from .features import FeatureSet, extract_features
 from .training import Run, load_run, target_matrix
 
 # %% auto #0
-__all__ = ['COMPARE_METRICS', 'aggregate', 'compute_metrics', 'plot_confusion', 'plot_history', 'plot_roc', 'predict_windows',
-           'evaluate_run', 'compare_runs']
+__all__ = ['COMPARE_METRICS', 'aggregate', 'compute_metrics', 'plot_confusion', 'plot_history', 'plot_roc', 'evaluate_run',
+           'compare_runs']
 
 # %% ../nbs/06_evaluation.ipynb #58ed080c
 def aggregate(P: np.ndarray, groups) -> tuple[np.ndarray, np.ndarray]:
@@ -95,11 +95,6 @@ def _protocol(run: Run, split: str, n_pat: int, external: bool) -> str:
     return (f"patient-wise hold-out, single split (no cross-validation): trained on {p['train']} patients, "
             f"early-stopped on {p['val']}, evaluated on {n_pat} patients from {src}")
 
-def predict_windows(run: Run, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    "Window probabilities (n, k) of `run`'s model for log-Mel windows `X`."
-    if len(X) == 0: return np.zeros((0, len(run.classes)), np.float32)
-    return run.model.predict(run.standardiser(X), batch_size=batch_size, verbose=0)
-
 def evaluate_run(run_dir: str | Path, manifest: pd.DataFrame | None = None, split: str = "test",
                  cache_dir: str | Path | None = None, features: FeatureSet | None = None, show: bool = False) -> dict:
     "Metrics of a run on held-out patients at recording and patient level; writes metrics.json and PNGs (reuses `features` when given)."
@@ -118,7 +113,7 @@ def evaluate_run(run_dir: str | Path, manifest: pd.DataFrame | None = None, spli
     if features is not None:
         features.check(run.cfg); fs = features.select(man); man = fs.manifest
     else: fs = extract_features(man, run.cfg, cache_dir=cache_dir, progress=False)
-    Pw = predict_windows(run, fs.X)
+    Pw = run.probabilities(fs.X, fs.row)
     recs, Pr = aggregate(Pw, fs.row)
     Yr = target_matrix(man, run.classes)[recs]
     pats = man.patient_id.to_numpy()[recs]
@@ -151,12 +146,17 @@ def _figures(run: Run, res: dict, rec: tuple, pat: tuple, show: bool) -> None:
     fig2, axs2 = plt.subplots(1, 2, figsize=(8, 4))
     for ax, (lvl, (Y, P)) in zip(axs2, levels): plot_roc(Y, P, run.classes, f"{tag}\n{lvl} level", ax)
     fig2.tight_layout(); fig2.savefig(run.path / "roc.png", dpi=100)
-    fig3, axs3 = plt.subplots(1, 2, figsize=(9, 3))
-    plot_history(pd.read_csv(run.path / "history.csv"), tag, axs3)
-    fig3.tight_layout(); fig3.savefig(run.path / "training_curves.png", dpi=100)
+    figs = [fig, fig2]
+    nets = [k for k in run.info["members"] if k != "baseline"]
+    if nets:                                                   # the baseline has no epochs
+        fig3, axs3 = plt.subplots(len(nets), 2, figsize=(9, 3 * len(nets)), squeeze=False)
+        for k, axs in zip(nets, axs3):
+            plot_history(pd.read_csv(run.path / "members" / k / "history.csv"), f"{k.upper()} ({tag})", axs)
+        fig3.tight_layout(); fig3.savefig(run.path / "training_curves.png", dpi=100)
+        figs.append(fig3)
     if show: plt.show()
     else:
-        for f in (fig, fig2, fig3): plt.close(f)
+        for f in figs: plt.close(f)
 
 # %% ../nbs/06_evaluation.ipynb #0657e9bb
 COMPARE_METRICS: tuple[str, ...] = ("balanced_accuracy", "macro_f1", "macro_auroc")

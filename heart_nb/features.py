@@ -152,7 +152,11 @@ def log_mel(windows: np.ndarray, cfg: HeartConfig = HeartConfig()) -> np.ndarray
 def recording_log_mel(y: np.ndarray, cfg: HeartConfig = HeartConfig()) -> tuple[np.ndarray, int]:
     "Log-Mel windows (n, n_mels, n_frames) of a whole recording and the samples padded; one transform per sample."
     w, h, hop = cfg.window_samples, cfg.window_hop_samples, cfg.hop_length
-    if len(y) < w or w % hop or h % hop:
+    if len(y) < w:                                             # a short clip: its own frames, repeated to fill a window
+        S = _db_mel(y, cfg)
+        S = S[1:-1] if len(S) > 2 else S                       # (the two edge frames half see zero padding)
+        return np.ascontiguousarray(S[np.arange(cfg.n_frames) % len(S)].T[None]), w - len(y)
+    if w % hop or h % hop:
         win, pad = frame_windows(y, cfg); return log_mel(win, cfg), pad
     n = 1 + (len(y) - w) // h
     S = _db_mel(y[: (n - 1) * h + w], cfg)                     # (frames, n_mels)
@@ -188,7 +192,7 @@ def recording_features(path: str | Path, cfg: HeartConfig = HeartConfig(), data:
         return RecordingFeatures(None, 0, str(e))
 
 # %% ../nbs/03_features.ipynb #ad2e65e6
-FEATURES_VERSION = 3
+FEATURES_VERSION = 4
 
 # %% ../nbs/03_features.ipynb #99f6c89a
 class FeatureCache:
@@ -428,22 +432,29 @@ def _build_window_file(cache: FeatureCache, paths: list, keys: list, sigs: list,
 # %% ../nbs/03_features.ipynb #0b41519a
 @dataclass
 class Standardiser:
-    "Per-Mel-band mean and standard deviation, fitted on training windows."
+    "Per-Mel-band mean and standard deviation, fitted on training windows (after removing each window's band means)."
     mean: np.ndarray
     std: np.ndarray
+    per_window: bool = False            # remove each window's own per-band mean first (`cfg.normalise == 'window'`)
+
+    def centre(self, X: np.ndarray) -> np.ndarray:
+        "`X` with each window's per-band mean over time removed when `per_window`, else `X` itself."
+        return X - X.mean(axis=2, keepdims=True) if self.per_window else X
 
     @classmethod
-    def fit(cls, X: np.ndarray) -> "Standardiser":
+    def fit(cls, X: np.ndarray, per_window: bool = False) -> "Standardiser":
         "Fit on windows `X` (n, n_mels, n_frames)."
         if len(X) == 0: raise HeartError("cannot fit a standardiser on zero windows")
-        return cls(X.mean(axis=(0, 2)).astype(np.float32), (X.std(axis=(0, 2)) + 1e-6).astype(np.float32))
+        Xc = np.asarray(X)
+        if per_window: Xc = Xc - Xc.mean(axis=2, keepdims=True)
+        return cls(Xc.mean(axis=(0, 2)).astype(np.float32), (Xc.std(axis=(0, 2)) + 1e-6).astype(np.float32), per_window)
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         "Standardised windows with a trailing channel axis (n, n_mels, n_frames, 1)."
-        return ((X - self.mean[None, :, None]) / self.std[None, :, None])[..., None].astype(np.float32)
+        return ((self.centre(X) - self.mean[None, :, None]) / self.std[None, :, None])[..., None].astype(np.float32)
 
-    def save(self, path: str | Path) -> None: np.savez(path, mean=self.mean, std=self.std)
+    def save(self, path: str | Path) -> None: np.savez(path, mean=self.mean, std=self.std, per_window=self.per_window)
     @classmethod
     def load(cls, path: str | Path) -> "Standardiser":
         "Read a standardiser written by `save`."
-        with np.load(path) as z: return cls(z["mean"], z["std"])
+        with np.load(path) as z: return cls(z["mean"], z["std"], bool(z["per_window"]) if "per_window" in z else False)

@@ -27,7 +27,7 @@ class Predictor:
         "Band-passed samples of `path` and the probabilities of each of its windows (n_windows, k)."
         y = load_audio(path, self.run.cfg)
         X = recording_log_mel(y, self.run.cfg)[0]              # the function extract_features uses
-        return y, self.run.model.predict(self.run.standardiser(X), verbose=0)
+        return y, self.run.probabilities(X)
 
     def predict(self, path: str | Path) -> dict[str, float]:
         "Class probabilities of one recording (mean over its windows)."

@@ -4,17 +4,17 @@
 
 # %% ../nbs/05_training.ipynb #a4c188b9
 from __future__ import annotations
-import json, math, shutil, time, warnings
+import functools, json, math, shutil, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import CLASSES, HeartConfig, HeartError, seed_everything
+from .core import CLASSES, SHIPPED, HeartConfig, HeartError, seed_everything
 from .features import FeatureSet, Standardiser, extract_features
 
 # %% auto #0
-__all__ = ['BEST_MODEL', 'present_classes', 'choose_task', 'target_matrix', 'patient_split', 'assert_patient_disjoint',
+__all__ = ['KINDS', 'present_classes', 'choose_task', 'target_matrix', 'patient_split', 'assert_patient_disjoint',
            'class_weights', 'sample_weights', 'augment_windows', 'learning_rate_at', 'training_windows', 'fit_model',
-           'train', 'Run', 'load_run']
+           'summarise_windows', 'recording_summary', 'Baseline', 'Member', 'member_kinds', 'train', 'Run', 'load_run']
 
 # %% ../nbs/05_training.ipynb #5df2ef22
 def present_classes(manifest: pd.DataFrame) -> list[str]:
@@ -69,22 +69,74 @@ def sample_weights(Y: np.ndarray, weights: np.ndarray) -> np.ndarray:
 # %% ../nbs/05_training.ipynb #5281d9f5
 _DB = np.float32(10 / math.log(10))      # dB = _DB · ln(power)
 
+def _power_add(X: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    "`X` and `noise` (both dB) added as powers: 10 log10(10^(x/10) + 10^(n/10)), in place."
+    X += _DB * np.log1p(np.exp((noise - X) / _DB))
+    return X
+
+def _repeat_crops(X: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    "Each window's frames `start`..`start + length`, repeated to fill its width (as a short clip is at prediction)."
+    nf = X.shape[2]
+    idx = start[:, None] + np.arange(nf)[None] % length[:, None]
+    return np.take_along_axis(X, idx[:, None, :], axis=2)
+
+@functools.lru_cache(maxsize=8)
+def _band_centres(cfg: HeartConfig) -> np.ndarray:
+    "Centre frequency (Hz) of each Mel band."
+    import librosa
+    return librosa.mel_frequencies(cfg.n_mels + 2, fmin=cfg.fmin, fmax=cfg.fmax)[1:-1].astype(np.float32)
+
+def _device(X: np.ndarray, rng: np.random.Generator, cfg: HeartConfig) -> np.ndarray:
+    "Windows `X` (dB) as another stethoscope would give them: a smooth EQ within ±6 dB and 4th-order band limits."
+    fc = _band_centres(cfg)
+    oct_ = np.log2(np.clip(fc, 25, 800) / 25)                     # 0..5 octaves over 25-800 Hz
+    n = len(X)
+    tilt = rng.uniform(-6, 6, (n, 1)) * (oct_ / oct_.max() * 2 - 1)
+    width = rng.uniform(0.3, 1.0, (n, 1))
+    peak = rng.uniform(-6, 6, (n, 1)) * np.exp(-0.5 * ((oct_ - rng.uniform(0, 5, (n, 1))) / width) ** 2)
+    lo, hi = rng.uniform(30, 80, (n, 1)), rng.uniform(400, 800, (n, 1))
+    limit = -10 * np.log10(1 + (lo / fc) ** 8) - 10 * np.log10(1 + (fc / hi) ** 8)
+    return X + (np.clip(tilt + peak, -6, 6) + limit).astype(np.float32)[:, :, None]
+
 def augment_windows(X: np.ndarray, rng: np.random.Generator, cfg: HeartConfig = HeartConfig()) -> np.ndarray:
     "A randomly augmented copy of log-Mel windows `X` (n, n_mels, n_frames) in dB."
     X = np.array(X, dtype=np.float32, copy=True)
     n, nm, nf = X.shape
     if cfg.augment <= 0: return X
     pick = lambda: np.flatnonzero(rng.random(n) < cfg.augment)
+    if cfg.aug_crop_s > 0:                                                       # a short clip, repeated
+        i = pick()
+        length = rng.integers(min(nf, int(cfg.aug_crop_s * cfg.sr / cfg.hop_length)), nf + 1, len(i))
+        X[i] = _repeat_crops(X[i], rng.integers(0, nf - length + 1), length)
+    if cfg.aug_reverse:                                                          # time reversal
+        i = pick()
+        X[i] = X[i, :, ::-1]
     shift = rng.integers(1, nf, n)
     for j in pick(): X[j] = np.roll(X[j], shift[j], axis=1)                      # time shift (circular)
+    if cfg.aug_device:                                                           # another stethoscope
+        i = pick()
+        X[i] = _device(X[i], rng, cfg)
     gain = (rng.random(n) < cfg.augment) * rng.uniform(-cfg.aug_gain_db, cfg.aug_gain_db, n)
     X += gain.astype(np.float32)[:, None, None]                                  # gain
-    i = pick()                                                                   # a noise floor, added as power:
-    floor = X[i].mean(axis=(1, 2)) + rng.uniform(-20, 0, len(i))                 # 10 log10(10^(x/10) + 10^(n/10))
+    i = pick()                                                                   # a noise floor, added as power
+    floor = X[i].mean(axis=(1, 2)) + rng.uniform(-20, 0, len(i))
     field = 2 * rng.standard_normal((nm, 2 * nf), dtype=np.float32)             # one ±2 dB field, a random slice each
     at = rng.integers(0, nf, len(i))
     noise = floor.astype(np.float32)[:, None, None] + field[:, at[:, None] + np.arange(nf)].transpose(1, 0, 2)
-    X[i] += _DB * np.log1p(np.exp((noise - X[i]) / _DB))
+    if cfg.aug_device:                                                           # white to pink: 0 to -15 dB over the band
+        up = np.log2(np.clip(_band_centres(cfg), 25, 800) / 25) / 5
+        noise += (rng.uniform(-15, 0, (len(i), 1)) * up).astype(np.float32)[:, :, None]
+    X[i] = _power_add(X[i], noise)
+    if cfg.aug_device:                                                           # mains hum and two harmonics
+        i = pick()
+        fc = _band_centres(cfg)
+        f0 = rng.choice([50.0, 60.0], len(i))
+        level = X[i].mean(axis=(1, 2)) + rng.uniform(-10, 5, len(i))
+        hum = np.full((len(i), nm), -200.0, np.float32)
+        for k, a in ((1, 0.0), (2, -6.0), (3, -12.0)):
+            b = np.abs(fc[None] - k * f0[:, None]).argmin(axis=1)
+            hum[np.arange(len(i)), b] = np.maximum(hum[np.arange(len(i)), b], level + a)
+        X[i] = _power_add(X[i], hum[:, :, None])
     i = pick()                                                                   # band-limit: a ramp above a cut-off
     cut = rng.integers(nm // 2, nm, len(i))
     ramp = np.clip((np.arange(nm) - cut[:, None]) / np.maximum(nm - 1 - cut, 1)[:, None], 0, None)
@@ -166,7 +218,7 @@ def fit_model(kind: str, X, Y, Xva, Yva, cfg: HeartConfig, task: str, out_dir: s
     fresh = not (out / "backup").exists()                                        # not a resumed run
     if fresh: (out / "history.csv").unlink(missing_ok=True)
     seed_everything(cfg.seed)
-    std = Standardiser.fit(X)
+    std = Standardiser.fit(X, per_window=cfg.normalise == "window")
     net = _compile(build_model(kind, cfg, Y.shape[1], multilabel=task == "multilabel"), task, cfg)
     data = training_windows(X, Y, sample_weights(Y, class_weights(Y)), std, cfg, cfg.seed, groups)
     cbs = [keras.callbacks.BackupAndRestore(str(out / "backup")),
@@ -181,14 +233,107 @@ def fit_model(kind: str, X, Y, Xva, Yva, cfg: HeartConfig, task: str, out_dir: s
     hist = pd.read_csv(out / "history.csv").drop_duplicates("epoch", keep="last").reset_index(drop=True)
     return net, std, hist
 
-# %% ../nbs/05_training.ipynb #244926de
-BEST_MODEL = "best_heart_model.keras"
+# %% ../nbs/05_training.ipynb #b5a1e002
+def summarise_windows(W: np.ndarray, n_mfcc: int = 20) -> np.ndarray:
+    "Summary statistics of one recording's log-Mel windows `W` (n, n_mels, n_frames): the baseline's features."
+    from scipy.fft import dct
+    S = np.concatenate(list(np.asarray(W)), axis=1)                    # (n_mels, frames) of the whole recording
+    mf = dct(S, type=2, norm="ortho", axis=0)[:n_mfcc]
+    env = np.log(np.exp(S / 10 * np.log(10)).sum(0) + 1e-10)          # frame energy envelope (log)
+    ac = np.correlate(env - env.mean(), env - env.mean(), "full")[len(env) - 1:]
+    ac /= ac[0] + 1e-10
+    return np.concatenate([np.percentile(S, [10, 50, 90], axis=1).ravel(), S.std(1), mf.mean(1), mf.std(1),
+                           np.diff(mf, axis=1).std(1), np.percentile(env, [5, 50, 95]), [env.std(), ac[20:150].max()]])
 
-def train(manifest: pd.DataFrame, out_dir: str | Path, cfg: HeartConfig = HeartConfig(), model: str = "cnn",
+def recording_summary(fs: FeatureSet, n_mfcc: int = 20) -> np.ndarray:
+    "`summarise_windows` of each manifest row's windows (n_recordings, n_features); NaN rows for failed files."
+    rows = pd.Series(np.arange(len(fs.row))).groupby(fs.row).indices
+    if not rows: raise HeartError("no recording has features: cannot summarise")
+    first = summarise_windows(fs.X[rows[next(iter(rows))]], n_mfcc)
+    out = np.full((len(fs.manifest), len(first)), np.nan, np.float32)
+    for r, idx in rows.items(): out[r] = summarise_windows(fs.X[idx], n_mfcc)
+    return out
+
+class Baseline:
+    "Standardised logistic regression on `recording_summary` features; one-vs-rest for multi-label."
+    def __init__(self, task: str, C: float = 0.05, seed: int = 42):
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.multiclass import OneVsRestClassifier
+        lr = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, random_state=seed)
+        self.task = task
+        self.model = make_pipeline(StandardScaler(), OneVsRestClassifier(lr) if task == "multilabel" else lr)
+
+    def fit(self, F: np.ndarray, Y: np.ndarray) -> "Baseline":
+        "Fit on features `F` and 0/1 targets `Y` (n, k)."
+        self.model.fit(F, Y if self.task == "multilabel" else Y.argmax(1))
+        self.k = Y.shape[1]
+        return self
+
+    def predict(self, F: np.ndarray) -> np.ndarray:
+        "Probabilities (n, k)."
+        P = self.model.predict_proba(F)
+        if self.task == "multiclass" and P.shape[1] != self.k:           # a class absent from training gets 0
+            full = np.zeros((len(F), self.k)); full[:, self.model.classes_] = P; P = full
+        return P.astype(np.float32)
+
+# %% ../nbs/05_training.ipynb #b5a1e005
+@dataclass
+class Member:
+    "One trained model: 'baseline' (per recording) or a network ('cnn', 'crnn') with its standardiser (per window)."
+    kind: str
+    model: object
+    standardiser: Standardiser | None = None
+
+    def probabilities(self, X: np.ndarray, groups=None) -> np.ndarray:
+        "Probabilities (n, k) of windows `X`; `groups`: the recording of each window (default: all one recording)."
+        if self.kind != "baseline":
+            return self.model.predict(self.standardiser(np.asarray(X)), batch_size=256, verbose=0)
+        g = np.zeros(len(X), int) if groups is None else np.asarray(groups)
+        keys, inv = np.unique(g, return_inverse=True)
+        F = np.stack([summarise_windows(np.asarray(X)[g == k]) for k in keys])
+        return self.model.predict(F)[inv]
+
+    def save(self, d: str | Path) -> None:
+        "Write the member into folder `d`: `baseline.joblib`, or `model.keras` and `standardiser.npz`."
+        d = Path(d)
+        d.mkdir(parents=True, exist_ok=True)
+        if self.kind == "baseline":
+            import joblib
+            joblib.dump(self.model, d / "baseline.joblib")
+            return
+        self.model.save(d / "model.keras")
+        self.standardiser.save(d / "standardiser.npz")
+
+    @classmethod
+    def load(cls, d: str | Path) -> "Member":
+        "Read a member written by `save`."
+        d = Path(d)
+        if (d / "baseline.joblib").exists():
+            import joblib
+            return cls("baseline", joblib.load(d / "baseline.joblib"))
+        from heart_nb.models import keras   # also registers the custom layers
+        if not (d / "model.keras").exists(): raise HeartError(f"{d}: no model (baseline.joblib or model.keras)")
+        net = keras.models.load_model(d / "model.keras")
+        return cls(net.name.removeprefix("heart_"), net, Standardiser.load(d / "standardiser.npz"))
+
+# %% ../nbs/05_training.ipynb #244926de
+KINDS = ("baseline", "cnn", "crnn")
+
+def member_kinds(model: str) -> list[str]:
+    "The member kinds of a model name: one of `KINDS`, or several joined by '+'."
+    kinds = model.split("+")
+    if not all(k in KINDS for k in kinds) or len(set(kinds)) != len(kinds):
+        raise HeartError(f"model must be one of {list(KINDS)} or several joined by '+' (e.g. {SHIPPED!r}), got {model!r}")
+    return kinds
+
+def train(manifest: pd.DataFrame, out_dir: str | Path, cfg: HeartConfig = HeartConfig(), model: str = SHIPPED,
           epochs: int | None = None, features: FeatureSet | None = None, cache_dir: str | Path | None = None,
           task: str = "auto", data_note: str = "", verbose: int = 2) -> Path:
-    "Train `model` ('cnn'|'crnn') with `fit_model` on a patient-wise split of `manifest`; write the run folder."
+    "Train every member of `model` on a patient-wise split of `manifest` (networks with `fit_model`); write the run folder."
     t0 = time.time()
+    kinds = member_kinds(model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest = manifest.reset_index(drop=True)
@@ -206,45 +351,59 @@ def train(manifest: pd.DataFrame, out_dir: str | Path, cfg: HeartConfig = HeartC
     Y = target_matrix(manifest, classes)
     tr, va = split[fs.row] == "train", split[fs.row] == "val"
     if not tr.any() or not va.any(): raise HeartError("no usable training or validation windows (every file failed?)")
-    net, std, hist = fit_model(model, np.asarray(fs.X[tr]), Y[fs.row[tr]], np.asarray(fs.X[va]), Y[fs.row[va]], cfg,
-                               task, out, groups=fs.row[tr], epochs=epochs, verbose=verbose)
-    net.save(out / BEST_MODEL)
-    std.save(out / "standardiser.npz")
+    members = {}
+    for kind in kinds:
+        d = out / "members" / kind
+        if kind == "baseline":
+            F = recording_summary(fs)
+            rows = (split == "train") & np.isfinite(F).all(axis=1)
+            Member(kind, Baseline(task, seed=cfg.seed).fit(F[rows], Y[rows])).save(d)
+            members[kind] = {"recordings": int(rows.sum())}
+            continue
+        if verbose: print(f"training the {kind.upper()}")
+        net, std, hist = fit_model(kind, np.asarray(fs.X[tr]), Y[fs.row[tr]], np.asarray(fs.X[va]), Y[fs.row[va]], cfg,
+                                   task, d, groups=fs.row[tr], epochs=epochs, verbose=verbose)
+        Member(kind, net, std).save(d)
+        vl = hist.val_loss.to_numpy()
+        members[kind] = {"epochs_run": len(vl), "best_epoch": int(np.argmin(vl)) + 1, "best_val_loss": float(np.min(vl)),
+                         "params": int(net.count_params())}
     cfg.to_json(out / "config.json")
     sm = manifest.assign(split=split)
     sm.to_csv(out / "split.csv", index=False)
     pats = sm.drop_duplicates("patient_id").split.value_counts().to_dict()
-    vl = hist.val_loss.to_numpy()
-    info = {"model": model, "task": task, "classes": classes, "epochs_run": len(vl), "epochs_max": epochs or cfg.epochs,
-            "best_epoch": int(np.argmin(vl)) + 1, "best_val_loss": float(np.min(vl)),
+    info = {"model": model, "members": members, "task": task, "classes": classes, "epochs_max": epochs or cfg.epochs,
             "patients": {k: int(pats.get(k, 0)) for k in ("train", "val", "test")},
             "recordings": {k: int((split == k).sum()) for k in ("train", "val", "test")},
             "windows": {"train": int(tr.sum()), "val": int(va.sum())}, "failed_files": fs.errors,
-            "data_note": data_note, "seconds": round(time.time() - t0, 1), "params": int(net.count_params())}
+            "data_note": data_note, "seconds": round(time.time() - t0, 1)}
     (out / "run.json").write_text(json.dumps(info, indent=1))
     return out
 
 # %% ../nbs/05_training.ipynb #5384e09c
 @dataclass
 class Run:
-    "A trained run loaded from its folder: model, config, classes, task, standardiser and split."
+    "A trained run loaded from its folder: its members, config, classes, task and split."
     path: Path
-    model: object
+    members: list[Member]
     cfg: HeartConfig
     classes: list[str]
     task: str
-    standardiser: Standardiser
     split: pd.DataFrame
     info: dict
 
+    def probabilities(self, X: np.ndarray, groups=None) -> np.ndarray:
+        "The members' mean probabilities (n, k) of windows `X` (`groups`: the recording of each window)."
+        if len(X) == 0: return np.zeros((0, len(self.classes)), np.float32)
+        return np.mean([m.probabilities(X, groups) for m in self.members], axis=0)
+
 def load_run(run_dir: str | Path) -> Run:
     "Load the run folder written by `train`."
-    from heart_nb.models import keras  # also registers the custom layers
     d = Path(run_dir)
-    need = [BEST_MODEL, "config.json", "run.json", "standardiser.npz", "split.csv"]
-    missing = [f for f in need if not (d / f).exists()]
+    missing = [f for f in ("config.json", "run.json", "split.csv") if not (d / f).exists()]
     if missing: raise HeartError(f"{d}: not a heart_nb run folder (missing {', '.join(missing)})")
     info = json.loads((d / "run.json").read_text())
-    return Run(d, keras.models.load_model(d / BEST_MODEL), HeartConfig.from_json(d / "config.json"), info["classes"],
-               info["task"], Standardiser.load(d / "standardiser.npz"),
+    if not isinstance(info.get("members"), dict):
+        raise HeartError(f"{d}: a run folder of an older heart_nb (no members); train it again")
+    members = [Member.load(d / "members" / k) for k in info["members"]]
+    return Run(d, members, HeartConfig.from_json(d / "config.json"), info["classes"], info["task"],
                pd.read_csv(d / "split.csv", dtype={"patient_id": str, "site": str, "posture": str}), info)

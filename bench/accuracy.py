@@ -23,7 +23,7 @@ field, e.g. `--set train_windows=0 --set decay_epochs=60` (the ablations in the 
 Resumable: finished folds are read back from --work, an interrupted fold resumes from its last epoch.
 Writes bench/results/accuracy.md, accuracy.json and accuracy.png.
 """
-import argparse, json, os, sys, time
+import argparse, itertools, json, os, sys, time
 from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -74,7 +74,7 @@ def main():
     ap.add_argument("--multiclass-models", default="baseline", help="models cross-validated on the multi-class task")
     a = ap.parse_args()
     import numpy as np, pandas as pd
-    from heart_nb.core import HeartConfig, find_bmdhs
+    from heart_nb.core import SHIPPED, HeartConfig, find_bmdhs
     from heart_nb.mapping import map_dataset
     from heart_nb.features import extract_features
     from heart_nb.crossval import (cross_validate, cv_rows, single_label, ensemble, group_metrics, leave_one_out,
@@ -101,11 +101,13 @@ def main():
             x = {(q["level"], q["metric"]): q for q in rows if q["model"] == model and q["task"] == task}
             print(f"{task:10s} {model:8s} {sec:7.0f} s  patient lesion AUROC {x[('patient', 'lesion_macro_auroc')]['mean']:.3f} "
                   f"F1 {x[('patient', 'lesion_macro_f1')]['mean']:.3f}  recording AUROC {x[('recording', 'lesion_macro_auroc')]['mean']:.3f}", flush=True)
-        deep = [results[(task, k)] for k in ("cnn", "crnn") if (task, k) in results]
-        for combo in ([deep] if len(deep) == 2 else []) + ([[results[(task, "baseline")]] + deep] if deep and (task, "baseline") in results else []):
-            e = ensemble(combo)
-            results[(task, e.model)] = e
-            rows += [{**q, "machine": box} for q in cv_rows(e, a.boot)]
+        single = [k for k in ("baseline", "cnn", "crnn") if (task, k) in results]
+        for n in range(2, len(single) + 1):                 # every combination: averaging needs no training
+            for combo in itertools.combinations(single, n):
+                e = ensemble([results[(task, k)] for k in combo])
+                results[(task, e.model)] = e
+                rows += [{**q, "machine": box} for q in cv_rows(e, a.boot)]
+    for q in rows: q["shipped"] = q["task"] == "multilabel" and q["model"] == SHIPPED
     (res_dir / "accuracy.json").write_text(json.dumps(rows, indent=1))
     # ---- the report
     R = pd.DataFrame(rows)
@@ -119,7 +121,9 @@ def main():
          f"[95 % CI, {a.boot} bootstrap resamples of patients within folds]. Lesion macro = AS, AR, MR, MS; N is separate.", "",
          f"Config: {cfg.sr} Hz, band {cfg.band[0]:g}-{cfg.band[1]:g} Hz, 5 s windows without overlap, {cfg.n_mels} Mel bands x "
          f"{cfg.n_frames} frames (hop {cfg.hop_length}). Deep models: the one training recipe (`fit_model`), "
-         f"{f'{cfg.train_windows} random' if cfg.train_windows else 'all'} windows of each training recording per epoch, augmentation p={cfg.augment}, Adam at "
+         f"{f'{cfg.train_windows} random' if cfg.train_windows else 'all'} windows of each training recording per epoch, augmentation p={cfg.augment} (stethoscope simulation {'on' if cfg.aug_device else 'off'}, time reversal "
+         f"{'on' if cfg.aug_reverse else 'off'}, crops {f'from {cfg.aug_crop_s:g} s' if cfg.aug_crop_s else 'off'}), "
+         f"{cfg.normalise} normalisation, Adam at "
          f"{cfg.learning_rate:g} with {cfg.warmup_epochs} warm-up epochs and a {cfg.schedule} decay to {cfg.min_lr_frac:g}x by epoch "
          f"{cfg.decay_epochs}, early stopping (patience {cfg.patience}, min_delta {cfg.min_delta:g}, not before epoch {cfg.decay_epochs}), "
          f"at most {cfg.epochs} epochs.", "",
@@ -129,9 +133,18 @@ def main():
     lm = R[(R.task == "multilabel") & (R.level == "patient") & (R.model != "baseline")]
     if not lm.empty:
         auc = lm[lm.metric == "lesion_macro_auroc"].set_index("model")["mean"]; f1 = lm[lm.metric == "lesion_macro_f1"].set_index("model")["mean"]
-        b = auc.idxmax(); ok = auc[b] >= 0.92 and f1[b] >= 0.80
-        L += [f"**Target** (better deep model or a shipped ensemble, multi-label, patient level: lesion macro-AUROC >= 0.92 and "
-              f"lesion macro-F1 >= 0.80): {'reached' if ok else 'NOT reached'}. Best: {b}, AUROC {auc[b]:.3f}, F1 {f1[b]:.3f}.", ""]
+        L += [f"Shipped (what `heart-nb train` trains by default, `heart_nb.core.SHIPPED`): **{SHIPPED}**; its rows carry "
+              "`\"shipped\": true` in accuracy.json.", ""]
+        if SHIPPED in auc:
+            ok = auc[SHIPPED] >= 0.90 and f1[SHIPPED] >= 0.78
+            L += [f"**Target** (shipped model, multi-label, patient level: lesion macro-AUROC >= 0.90 and lesion macro-F1 >= "
+                  f"0.78): {'reached' if ok else 'NOT reached'}: AUROC {auc[SHIPPED]:.3f}, F1 {f1[SHIPPED]:.3f}. "
+                  f"Best combination by AUROC: {auc.idxmax()} ({auc.max():.3f}).", ""]
+        bl = R[(R.task == "multilabel") & (R.level == "patient") & (R.model == "baseline") & (R.metric == "lesion_macro_auroc")]
+        if not bl.empty:
+            worse = [m for m in ("cnn", "crnn") if m in auc and auc[m] < bl["mean"].iloc[0]]
+            L += [f"**Every deep model at least the baseline** ({bl['mean'].iloc[0]:.3f}): "
+                  f"{'yes' if not worse else 'NO: ' + ', '.join(worse)}.", ""]
         if "cnn" in auc:
             sec = {m: R[(R.model == m) & (R.task == "multilabel")].seconds.iloc[0] for m in ("cnn", "crnn") if m in auc}
             ok = auc["cnn"] >= 0.84 and f1["cnn"] >= 0.68 and sec["cnn"] <= 1500

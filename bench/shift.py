@@ -7,7 +7,7 @@ pink noise, hum, gain, DC offset, sample rate), applied before the pipeline read
 stay those fitted on clean validation patients. Metrics: lesion macro-AUROC and macro-F1 (AS, AR, MR, MS), mean over
 folds, at recording and patient level (a patient's mean over recordings); drop = clean - shifted.
 
-    python bench/shift.py [--work bench/_accuracy] [--models baseline,cnn,crnn] [--shipped baseline+cnn+crnn]
+    python bench/shift.py [--work bench/_accuracy] [--models baseline,cnn,crnn] [--shipped KIND+KIND]
                           [--cv NAME=CV_DIR ...] [--shifts clip_2s,...] [--seed 0] [--results bench/results]
 
 Models whose folds are not on disk are cross-validated first (as bench/accuracy.py would, resumable). --cv adds any
@@ -25,14 +25,14 @@ TARGET, TARGET_2S = 0.05, 0.08
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None); ap.add_argument("--work", default="bench/_accuracy")
-    ap.add_argument("--models", default="baseline,cnn,crnn"); ap.add_argument("--shipped", default="baseline+cnn+crnn")
+    ap.add_argument("--models", default="baseline,cnn,crnn"); ap.add_argument("--shipped", default=None, help="default: heart_nb.core.SHIPPED")
     ap.add_argument("--cv", action="append", default=[], metavar="NAME=CV_DIR")
     ap.add_argument("--shifts", default=None); ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--results", default="bench/results")
     a = ap.parse_args()
     import numpy as np, pandas as pd
     import matplotlib; matplotlib.use("Agg")
-    from heart_nb.core import HeartConfig, find_bmdhs
+    from heart_nb.core import SHIPPED, HeartConfig, find_bmdhs
     from heart_nb.mapping import map_dataset
     from heart_nb.features import extract_features, feature_key
     from heart_nb.crossval import cross_validate, ensemble, load_cv
@@ -57,7 +57,7 @@ def main():
             cross_validate(man, cfg, m, "multilabel", d, features=fs)
         cvs[m] = (d, cfg)
     clean = {n: load_cv(d) for n, (d, _) in cvs.items()}
-    shipped = [m for m in a.shipped.split("+") if m in clean] if not a.cv else []
+    shipped = [m for m in (a.shipped or SHIPPED).split("+") if m in clean] if not a.cv else []
     if shipped: clean["shipped"] = ensemble([clean[m] for m in shipped], "shipped")
     shifts = a.shifts.split(",") if a.shifts else list(SHIFTS)
     rows, times = [], {}

@@ -85,7 +85,8 @@ def shift_audio(y: np.ndarray, sr: int, shift: str, rng: np.random.Generator) ->
     if kind == "hum":
         t = np.arange(len(y)) / sr
         f0 = rng.choice([50.0, 60.0])
-        hum = sum(a * np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 2 * np.pi)) for k, a in ((1, 1), (2, 0.5), (3, 0.25)))
+        harmonics = ((1, 1.0), (2, 0.5), (3, 0.25))
+        hum = sum(a * np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 2 * np.pi)) for k, a in harmonics)
         return _at_snr(y, hum, sr, 10.0), sr
     if kind == "gain": return y * np.float32(10 if "plus" in arg else 0.1), sr
     if kind == "dc": return y + np.float32(0.2), sr
@@ -146,7 +147,8 @@ def shift_rows(clean: CVResult, shifted: CVResult, shift: str, name: str | None 
     c = {(r["level"], r["metric"]): r["mean"] for r in cv_rows(clean, 0)}
     s = {(r["level"], r["metric"]): r["mean"] for r in cv_rows(shifted, 0)}
     return [{"model": name or clean.model, "shift": shift, "level": lv, "metric": m, "value": s[lv, m],
-             "clean": c[lv, m], "drop": round(c[lv, m] - s[lv, m], 4)} for lv in ("recording", "patient") for m in metrics]
+             "clean": c[lv, m], "drop": round(c[lv, m] - s[lv, m], 4)}
+            for lv in ("recording", "patient") for m in metrics]
 
 # %% ../nbs/06b_shift.ipynb #e3645d2b
 def plot_shift(rows: list[dict], level: str = "patient", metric: str = "lesion_macro_auroc", title: str = "", ax=None):

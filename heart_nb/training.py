@@ -74,6 +74,10 @@ def _power_add(X: np.ndarray, noise: np.ndarray) -> np.ndarray:
     X += _DB * np.log1p(np.exp((noise - X) / _DB))
     return X
 
+def _power_mean(X: np.ndarray) -> np.ndarray:
+    "Each window's mean power in dB: 10 log10 of the mean of 10^(x/10) over bands and frames."
+    return _DB * np.log(np.mean(np.exp(X / _DB), axis=(1, 2)))
+
 def _repeat_crops(X: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
     "Each window's frames `start`..`start + length`, repeated to fill its width (as a short clip is at prediction)."
     nf = X.shape[2]
@@ -119,11 +123,12 @@ def augment_windows(X: np.ndarray, rng: np.random.Generator, cfg: HeartConfig = 
     gain = (rng.random(n) < cfg.augment) * rng.uniform(-cfg.aug_gain_db, cfg.aug_gain_db, n)
     X += gain.astype(np.float32)[:, None, None]                                  # gain
     i = pick()                                                                   # a noise floor, added as power
-    floor = X[i].mean(axis=(1, 2)) + rng.uniform(-20, 0, len(i))
+    if cfg.aug_device: floor = _power_mean(X[i]) - rng.uniform(5, 35, len(i))    # 5-35 dB below the window's power
+    else: floor = X[i].mean(axis=(1, 2)) + rng.uniform(-20, 0, len(i))
     field = 2 * rng.standard_normal((nm, 2 * nf), dtype=np.float32)             # one ±2 dB field, a random slice each
     at = rng.integers(0, nf, len(i))
     noise = floor.astype(np.float32)[:, None, None] + field[:, at[:, None] + np.arange(nf)].transpose(1, 0, 2)
-    if cfg.aug_device:                                                           # white to pink: 0 to -15 dB over the band
+    if cfg.aug_device:                                                           # white to pink: 0 to -15 dB
         up = np.log2(np.clip(_band_centres(cfg), 25, 800) / 25) / 5
         noise += (rng.uniform(-15, 0, (len(i), 1)) * up).astype(np.float32)[:, :, None]
     X[i] = _power_add(X[i], noise)
@@ -131,11 +136,13 @@ def augment_windows(X: np.ndarray, rng: np.random.Generator, cfg: HeartConfig = 
         i = pick()
         fc = _band_centres(cfg)
         f0 = rng.choice([50.0, 60.0], len(i))
-        level = X[i].mean(axis=(1, 2)) + rng.uniform(-10, 5, len(i))
+        level = _power_mean(X[i]) + rng.uniform(-15, 8, len(i))                  # its band up to 8 dB above the power
         hum = np.full((len(i), nm), -200.0, np.float32)
+        at = np.arange(len(i))
         for k, a in ((1, 0.0), (2, -6.0), (3, -12.0)):
             b = np.abs(fc[None] - k * f0[:, None]).argmin(axis=1)
-            hum[np.arange(len(i)), b] = np.maximum(hum[np.arange(len(i)), b], level + a)
+            for db, band in ((0.0, b), (-3.0, np.maximum(b - 1, 0)), (-3.0, np.minimum(b + 1, nm - 1))):
+                hum[at, band] = np.maximum(hum[at, band], level + a + db)
         X[i] = _power_add(X[i], hum[:, :, None])
     i = pick()                                                                   # band-limit: a ramp above a cut-off
     cut = rng.integers(nm // 2, nm, len(i))
@@ -325,13 +332,14 @@ def member_kinds(model: str) -> list[str]:
     "The member kinds of a model name: one of `KINDS`, or several joined by '+'."
     kinds = model.split("+")
     if not all(k in KINDS for k in kinds) or len(set(kinds)) != len(kinds):
-        raise HeartError(f"model must be one of {list(KINDS)} or several joined by '+' (e.g. {SHIPPED!r}), got {model!r}")
+        raise HeartError(f"model must be one of {list(KINDS)} or several joined by '+' (e.g. {SHIPPED!r}), "
+                         f"got {model!r}")
     return kinds
 
 def train(manifest: pd.DataFrame, out_dir: str | Path, cfg: HeartConfig = HeartConfig(), model: str = SHIPPED,
           epochs: int | None = None, features: FeatureSet | None = None, cache_dir: str | Path | None = None,
           task: str = "auto", data_note: str = "", verbose: int = 2) -> Path:
-    "Train every member of `model` on a patient-wise split of `manifest` (networks with `fit_model`); write the run folder."
+    "Train every member of `model` on a patient-wise split of `manifest` (networks: `fit_model`); write the run folder."
     t0 = time.time()
     kinds = member_kinds(model)
     out = Path(out_dir)
@@ -344,7 +352,8 @@ def train(manifest: pd.DataFrame, out_dir: str | Path, cfg: HeartConfig = HeartC
         raise HeartError(f"task must be 'auto', 'multiclass' or 'multilabel', got {task!r}")
     split = patient_split(manifest, cfg)
     assert_patient_disjoint(manifest, split)
-    fs = features if features is not None else extract_features(manifest, cfg, cache_dir=cache_dir, progress=verbose > 0)
+    fs = features
+    if fs is None: fs = extract_features(manifest, cfg, cache_dir=cache_dir, progress=verbose > 0)
     fs.check(cfg)
     if fs.manifest.path.tolist() != manifest.path.tolist():
         raise HeartError("features were computed for another manifest (paths differ)")
@@ -365,8 +374,8 @@ def train(manifest: pd.DataFrame, out_dir: str | Path, cfg: HeartConfig = HeartC
                                    task, d, groups=fs.row[tr], epochs=epochs, verbose=verbose)
         Member(kind, net, std).save(d)
         vl = hist.val_loss.to_numpy()
-        members[kind] = {"epochs_run": len(vl), "best_epoch": int(np.argmin(vl)) + 1, "best_val_loss": float(np.min(vl)),
-                         "params": int(net.count_params())}
+        members[kind] = {"epochs_run": len(vl), "best_epoch": int(np.argmin(vl)) + 1,
+                         "best_val_loss": float(np.min(vl)), "params": int(net.count_params())}
     cfg.to_json(out / "config.json")
     sm = manifest.assign(split=split)
     sm.to_csv(out / "split.csv", index=False)

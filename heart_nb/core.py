@@ -71,7 +71,7 @@ class HeartConfig:
     aug_device: bool = False            # stethoscope simulation: random EQ (±6 dB), band limits, tilted noise, hum
     aug_reverse: bool = False           # time reversal
     aug_crop_s: float = 0.0             # > 0: crops of aug_crop_s..window_s seconds, repeated to fill the window
-    normalise: str = "global"           # 'global': per-band standardiser; 'window': each window's band means removed first
+    normalise: str = "global"           # before the per-band standardiser: 'window' band means removed; 'pcen'; 'global'=none
     seed: int = 42
 
     def __post_init__(self):
@@ -103,7 +103,8 @@ class HeartConfig:
              f"need 0 <= warmup_epochs < decay_epochs, got {self.warmup_epochs}, {self.decay_epochs}")
         need(0 < self.min_lr_frac <= 1, f"min_lr_frac must be in (0, 1], got {self.min_lr_frac}")
         need(0 <= self.aug_crop_s <= self.window_s, f"aug_crop_s must be in [0, window_s], got {self.aug_crop_s}")
-        need(self.normalise in ("global", "window"), f"normalise must be 'global' or 'window', got {self.normalise!r}")
+        need(self.normalise in ("global", "window", "pcen"),
+             f"normalise must be 'global', 'window' or 'pcen', got {self.normalise!r}")
         need(self.train_windows >= 0, f"train_windows must be >= 0 (0: all), got {self.train_windows}")
 
     @property

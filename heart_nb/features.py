@@ -432,29 +432,40 @@ def _build_window_file(cache: FeatureCache, paths: list, keys: list, sigs: list,
 # %% ../nbs/03_features.ipynb #0b41519a
 @dataclass
 class Standardiser:
-    "Per-Mel-band mean and standard deviation, fitted on training windows (after removing each window's band means)."
+    "Per-Mel-band mean and standard deviation fitted on training windows, after an optional per-window normalisation."
     mean: np.ndarray
     std: np.ndarray
-    per_window: bool = False            # remove each window's own per-band mean first (`cfg.normalise == 'window'`)
+    norm: str = "global"                # 'window': each window's band means removed; 'pcen': PCEN; 'global': neither
+    frame_s: float = 0.04               # seconds per frame, for PCEN's smoothing
 
-    def centre(self, X: np.ndarray) -> np.ndarray:
-        "`X` with each window's per-band mean over time removed when `per_window`, else `X` itself."
-        return X - X.mean(axis=2, keepdims=True) if self.per_window else X
+    def normalise(self, X: np.ndarray) -> np.ndarray:
+        "The per-window step of `norm` applied to windows `X` (n, n_mels, n_frames) in dB."
+        if self.norm == "window": return X - X.mean(axis=2, keepdims=True)
+        if self.norm != "pcen": return X
+        import librosa
+        t = 1.0 / self.frame_s                                    # a 1 s smoother: longer than a heart cycle
+        b = (np.sqrt(1 + 4 * t ** 2) - 1) / (2 * t ** 2)
+        E = np.exp(np.asarray(X, np.float32) * np.float32(np.log(10) / 10)) * np.float32(2 ** 31)
+        return librosa.pcen(E, b=b, axis=-1).astype(np.float32)
 
     @classmethod
-    def fit(cls, X: np.ndarray, per_window: bool = False) -> "Standardiser":
-        "Fit on windows `X` (n, n_mels, n_frames)."
+    def fit(cls, X: np.ndarray, norm: str = "global", frame_s: float = 0.04) -> "Standardiser":
+        "Fit on windows `X` (n, n_mels, n_frames) after the per-window step `norm`."
         if len(X) == 0: raise HeartError("cannot fit a standardiser on zero windows")
-        Xc = np.asarray(X)
-        if per_window: Xc = Xc - Xc.mean(axis=2, keepdims=True)
-        return cls(Xc.mean(axis=(0, 2)).astype(np.float32), (Xc.std(axis=(0, 2)) + 1e-6).astype(np.float32), per_window)
+        Xn = cls(None, None, norm, frame_s).normalise(np.asarray(X))
+        return cls(Xn.mean(axis=(0, 2)).astype(np.float32), (Xn.std(axis=(0, 2)) + 1e-6).astype(np.float32), norm, frame_s)
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         "Standardised windows with a trailing channel axis (n, n_mels, n_frames, 1)."
-        return ((self.centre(X) - self.mean[None, :, None]) / self.std[None, :, None])[..., None].astype(np.float32)
+        return ((self.normalise(X) - self.mean[None, :, None]) / self.std[None, :, None])[..., None].astype(np.float32)
 
-    def save(self, path: str | Path) -> None: np.savez(path, mean=self.mean, std=self.std, per_window=self.per_window)
+    def save(self, path: str | Path) -> None:
+        "Write the statistics and the normalisation to an .npz file."
+        np.savez(path, mean=self.mean, std=self.std, norm=self.norm, frame_s=self.frame_s)
+
     @classmethod
     def load(cls, path: str | Path) -> "Standardiser":
         "Read a standardiser written by `save`."
-        with np.load(path) as z: return cls(z["mean"], z["std"], bool(z["per_window"]) if "per_window" in z else False)
+        with np.load(path) as z:
+            return cls(z["mean"], z["std"], str(z["norm"]) if "norm" in z else "global",
+                       float(z["frame_s"]) if "frame_s" in z else 0.04)

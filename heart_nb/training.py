@@ -225,7 +225,7 @@ def fit_model(kind: str, X, Y, Xva, Yva, cfg: HeartConfig, task: str, out_dir: s
     fresh = not (out / "backup").exists()                                        # not a resumed run
     if fresh: (out / "history.csv").unlink(missing_ok=True)
     seed_everything(cfg.seed)
-    std = Standardiser.fit(X, per_window=cfg.normalise == "window")
+    std = Standardiser.fit(X, cfg.normalise, cfg.hop_length / cfg.sr)
     net = _compile(build_model(kind, cfg, Y.shape[1], multilabel=task == "multilabel"), task, cfg)
     data = training_windows(X, Y, sample_weights(Y, class_weights(Y)), std, cfg, cfg.seed, groups)
     cbs = [keras.callbacks.BackupAndRestore(str(out / "backup")),

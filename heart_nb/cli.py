@@ -135,6 +135,9 @@ def _run(a) -> int:
         from heart_nb.mapping import read_manifest
         from heart_nb.training import choose_task
         from heart_nb.crossval import cross_validate
+        if "+" in a.model:
+            raise HeartError(f"--folds cross-validates one model at a time: pass --model baseline, cnn or crnn, not "
+                             f"{a.model} (bench/accuracy.py cross-validates each and scores their combinations)")
         man = read_manifest(a.manifest); cfg = _cfg(a.config).replace(folds=a.folds)   # the config refuses folds < 2
         task = choose_task(man) if a.task == "auto" else a.task
         r = cross_validate(man, cfg, a.model, task, a.out, cache_dir=a.cache, epochs=a.epochs, verbose=0)

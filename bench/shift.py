@@ -102,6 +102,16 @@ def main():
         L += [f"**Target** (shipped model, every shift's patient lesion macro-AUROC drop <= {TARGET} (<= {TARGET_2S} "
               f"for 2 s clips)): {'reached' if not bad else 'NOT reached: ' + ', '.join(f'{s} {p[s]:.3f}' for s in bad)}. "
               f"Largest drop: {p.idxmax()} {p.max():.3f}.", ""]
+    P = R[(R.level == "patient") & (R.metric == "lesion_macro_auroc")]
+    F1 = R[(R.level == "patient") & (R.metric == "lesion_macro_f1")]
+    summary = pd.DataFrame({
+        "clean AUROC": P.groupby("model", sort=False)["clean"].first().map("{:.3f}".format),
+        "clean F1": F1.groupby("model", sort=False)["clean"].first().map("{:.3f}".format),
+        **{s: P[P["shift"] == s].set_index("model")["drop"].map("{:+.3f}".format) for s in shifts},
+        "worst drop": P.groupby("model", sort=False)["drop"].max().map("{:.3f}".format)})
+    summary.index.name = "model"
+    L += ["## Summary: patient lesion macro-AUROC, clean and the drop under each shift", "", md(summary), "",
+          "(F1 is the clean patient lesion macro-F1.)", ""]
     for level in ("patient", "recording"):
         for metric in ("lesion_macro_auroc", "lesion_macro_f1"):
             L += [f"## {level} level, {metric.replace('_', ' ')}", "", table(level, metric), ""]

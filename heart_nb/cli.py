@@ -76,11 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
     t = sub.add_parser("train", help="train the shipped model (or one you name) on a manifest, or cross-validate one",
                        description="Train on a patient-wise train/validation/test split of the manifest; writes a run folder "
-                                   "with config.json, run.json, split.csv and members/<kind>/ (each member's model). The default "
+                                   "with config.json, run.json, split.csv and members/<kind>/ (each member's model). "
+                                   "The default "
                                    f"model, {SHIPPED}, is what cross-validation found best. With --folds K: "
                                    "patient-wise K-fold cross-validation instead (resumable), one fold_N folder per fold.")
-    t.add_argument("--manifest", required=True); t.add_argument("--model", default=SHIPPED, metavar="KIND[+KIND...]",
-                                                  help=f"baseline, cnn, crnn, or several joined by + (default: {SHIPPED})")
+    t.add_argument("--manifest", required=True)
+    t.add_argument("--model", default=SHIPPED, metavar="KIND[+KIND...]",
+                   help=f"baseline, cnn, crnn, or several joined by + (default: {SHIPPED})")
     t.add_argument("--folds", type=int, default=None, help="patient-wise cross-validation with this many folds")
     t.add_argument("--out", required=True, help="run folder to write"); t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--config", default=None, help="HeartConfig JSON (default: the built-in defaults)")
@@ -150,9 +152,9 @@ def _run(a) -> int:
         info = json.loads((out / "run.json").read_text())
         nets = ", ".join(f"{k.upper()} {m['epochs_run']} epochs (best {m['best_epoch']})"
                          for k, m in info["members"].items() if "epochs_run" in m)
+        p = info["patients"]
         print(f"trained {a.model.upper()} ({info['task']}, classes {info['classes']}){': ' + nets if nets else ''}; "
-              f"patients train/val/test {info['patients']['train']}/{info['patients']['val']}/{info['patients']['test']}; "
-              f"wrote {out}")
+              f"patients train/val/test {p['train']}/{p['val']}/{p['test']}; wrote {out}")
     elif a.command == "evaluate" and a.cv:
         from heart_nb.crossval import load_cv, cv_rows, plot_cv
         r = load_cv(a.cv); rows = cv_rows(r)

@@ -71,7 +71,7 @@ class HeartConfig:
     aug_device: bool = False            # stethoscope simulation: random EQ (±6 dB), band limits, tilted noise, hum
     aug_reverse: bool = False           # time reversal
     aug_crop_s: float = 0.0             # > 0: crops of aug_crop_s..window_s seconds, repeated to fill the window
-    normalise: str = "global"           # before the per-band standardiser: 'window' band means removed; 'pcen'; 'global'=none
+    normalise: str = "global"           # before the standardiser: 'window' (band means removed), 'pcen' or 'global' (none)
     seed: int = 42
 
     def __post_init__(self):

@@ -179,8 +179,8 @@ def cross_validate(manifest: pd.DataFrame, cfg: HeartConfig, model: str = "cnn",
                    out_dir: str | Path | None = None, features: FeatureSet | None = None, cache_dir=None,
                    epochs: int | None = None, verbose: int = 0) -> CVResult:
     "Patient-wise `cfg.folds`-fold cross-validation of `model` ('baseline', 'cnn', 'crnn') on `task`; resumable in `out_dir`."
-    if model not in ("baseline", "cnn", "crnn"): raise HeartError(f"model must be 'baseline', 'cnn' or 'crnn', got {model!r} "
-                                                                   "(one at a time; `ensemble` combines them)")
+    if model not in ("baseline", "cnn", "crnn"):
+        raise HeartError(f"model must be 'baseline', 'cnn' or 'crnn', got {model!r} (one at a time; `ensemble` combines them)")
     if task not in ("multilabel", "multiclass"): raise HeartError(f"task must be 'multilabel' or 'multiclass', got {task!r}")
     man = manifest.reset_index(drop=True)
     if task == "multiclass" and (man[list(CLASSES)].sum(axis=1) != 1).any():

@@ -453,7 +453,8 @@ class Standardiser:
         "Fit on windows `X` (n, n_mels, n_frames) after the per-window step `norm`."
         if len(X) == 0: raise HeartError("cannot fit a standardiser on zero windows")
         Xn = cls(None, None, norm, frame_s).normalise(np.asarray(X))
-        return cls(Xn.mean(axis=(0, 2)).astype(np.float32), (Xn.std(axis=(0, 2)) + 1e-6).astype(np.float32), norm, frame_s)
+        mean, std = Xn.mean(axis=(0, 2)).astype(np.float32), (Xn.std(axis=(0, 2)) + 1e-6).astype(np.float32)
+        return cls(mean, std, norm, frame_s)
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         "Standardised windows with a trailing channel axis (n, n_mels, n_frames, 1)."

@@ -68,10 +68,10 @@ class HeartConfig:
     aug_mask_bands: int = 8             # SpecAugment: widest Mel-band mask
     aug_mask_frames: int = 25           # SpecAugment: widest time mask (frames)
     train_windows: int = 0              # k > 0: k windows drawn afresh per training recording each epoch; 0: all
-    aug_device: bool = False            # stethoscope simulation: random EQ (±6 dB), band limits, tilted noise, hum
+    aug_device: bool = True             # stethoscope simulation: random EQ (±6 dB), band limits, noise, hum
     aug_reverse: bool = False           # time reversal
     aug_crop_s: float = 0.0             # > 0: crops of aug_crop_s..window_s seconds, repeated to fill the window
-    normalise: str = "global"           # before the standardiser: 'window' (band means removed), 'pcen' or 'global' (none)
+    normalise: str = "pcen"             # before the standardiser: 'pcen', 'window' (band means removed), 'global' (none)
     seed: int = 42
 
     def __post_init__(self):

@@ -10,11 +10,11 @@ folds, at recording and patient level (a patient's mean over recordings); drop =
     python bench/shift.py [--work bench/_accuracy] [--models baseline,cnn,crnn] [--shipped KIND+KIND]
                           [--cv NAME=CV_DIR ...] [--shifts clip_2s,...] [--seed 0] [--results bench/results]
 
-Models whose folds are not on disk are cross-validated first (as bench/accuracy.py would, resumable). --cv adds any
+Every combination of the models (their mean) is scored too. Models whose folds are not on disk are cross-validated first (as bench/accuracy.py would, resumable). --cv adds any
 other finished multi-label cross-validation folder (the ablations were compared this way); with --cv alone, only
 those are scored. Writes shift.json (rows {model, shift, level, metric, value, clean, drop}), shift.md, shift.png.
 """
-import argparse, json, os, sys, time
+import argparse, itertools, json, os, sys, time
 from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).parent))
@@ -58,6 +58,9 @@ def main():
         cvs[m] = (d, cfg)
     clean = {n: load_cv(d) for n, (d, _) in cvs.items()}
     shipped = [m for m in (a.shipped or SHIPPED).split("+") if m in clean] if not a.cv else []
+    single = list(clean)
+    combos = [c for n in range(2, len(single) + 1) for c in itertools.combinations(single, n)] if not a.cv else []
+    for c in combos: clean["+".join(c)] = ensemble([clean[m] for m in c], "+".join(c))
     if shipped: clean["shipped"] = ensemble([clean[m] for m in shipped], "shipped")
     shifts = a.shifts.split(",") if a.shifts else list(SHIFTS)
     rows, times = [], {}
@@ -67,6 +70,7 @@ def main():
             key = json.dumps(feature_key(cfg), sort_keys=True)
             if key not in feats: feats[key] = shifted_features(man, s, cfg, seed=a.seed)
             res[name] = shift_result(clean[name], d, feats[key])
+        for c in combos: res["+".join(c)] = ensemble([res[m] for m in c], "+".join(c))
         if shipped: res["shipped"] = ensemble([res[m] for m in shipped], "shipped")
         for name, r in res.items(): rows += shift_rows(clean[name], r, s, name)
         times[s] = time.time() - t
@@ -117,8 +121,9 @@ def main():
             L += [f"## {level} level, {metric.replace('_', ' ')}", "", table(level, metric), ""]
     (res_dir / "shift.md").write_text("\n".join(L) + "\n")
     import matplotlib.pyplot as plt
-    ax = plot_shift(rows, title=f"Patient lesion macro-AUROC lost to each shift: {', '.join(clean)}; "
-                                 f"108 patients, patient-wise 5-fold")
+    shown = [r for r in rows if "+" not in r["model"]]               # the models and the shipped one, not every mix
+    ax = plot_shift(shown, title=f"Patient lesion macro-AUROC lost to each shift: "
+                                 f"{', '.join(dict.fromkeys(r['model'] for r in shown))}; 108 patients, patient-wise 5-fold")
     ax.figure.tight_layout(); ax.figure.savefig(res_dir / "shift.png", dpi=90); plt.close(ax.figure)
     print("\n".join(L))
 

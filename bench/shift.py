@@ -35,7 +35,7 @@ def main():
     from heart_nb.core import SHIPPED, HeartConfig, find_bmdhs
     from heart_nb.mapping import map_dataset
     from heart_nb.features import extract_features, feature_key
-    from heart_nb.crossval import cross_validate, ensemble, load_cv
+    from heart_nb.crossval import cross_validate, ensemble, load_cv, load_fold
     from heart_nb.shift import SHIFTS, shifted_features, shift_result, shift_rows, plot_shift
     t_all = time.time()
     data = Path(a.data) if a.data else find_bmdhs()
@@ -57,6 +57,7 @@ def main():
             cross_validate(man, cfg, m, "multilabel", d, features=fs)
         cvs[m] = (d, cfg)
     clean = {n: load_cv(d) for n, (d, _) in cvs.items()}
+    folds = {n: {f["fold"]: load_fold(d, f["fold"]) for f in clean[n].folds} for n, (d, _) in cvs.items()}   # once
     shipped = [m for m in (a.shipped or SHIPPED).split("+") if m in clean] if not a.cv else []
     single = list(clean)
     combos = [c for n in range(2, len(single) + 1) for c in itertools.combinations(single, n)] if not a.cv else []
@@ -69,7 +70,7 @@ def main():
         for name, (d, cfg) in cvs.items():
             key = json.dumps(feature_key(cfg), sort_keys=True)
             if key not in feats: feats[key] = shifted_features(man, s, cfg, seed=a.seed)
-            res[name] = shift_result(clean[name], d, feats[key])
+            res[name] = shift_result(clean[name], folds[name], feats[key])
         for c in combos: res["+".join(c)] = ensemble([res[m] for m in c], "+".join(c))
         if shipped: res["shipped"] = ensemble([res[m] for m in shipped], "shipped")
         for name, r in res.items(): rows += shift_rows(clean[name], r, s, name)

@@ -430,6 +430,16 @@ def _build_window_file(cache: FeatureCache, paths: list, keys: list, sigs: list,
     return name, unread
 
 # %% ../nbs/03_features.ipynb #0b41519a
+def _per_window(X: np.ndarray, norm: str, frame_s: float) -> np.ndarray:
+    "Windows `X` (dB) after the per-window normalisation `norm`: 'window' (band means removed), 'pcen' or 'global'."
+    if norm == "window": return X - X.mean(axis=2, keepdims=True)
+    if norm != "pcen": return X
+    import librosa
+    t = 1.0 / frame_s                                             # a 1 s smoother: longer than a heart cycle
+    b = (np.sqrt(1 + 4 * t ** 2) - 1) / (2 * t ** 2)
+    E = np.exp(np.asarray(X, np.float32) * np.float32(np.log(10) / 10)) * np.float32(2 ** 31)
+    return librosa.pcen(E, b=b, axis=-1).astype(np.float32)
+
 @dataclass
 class Standardiser:
     "Per-Mel-band mean and standard deviation fitted on training windows, after an optional per-window normalisation."
@@ -440,19 +450,13 @@ class Standardiser:
 
     def normalise(self, X: np.ndarray) -> np.ndarray:
         "The per-window step of `norm` applied to windows `X` (n, n_mels, n_frames) in dB."
-        if self.norm == "window": return X - X.mean(axis=2, keepdims=True)
-        if self.norm != "pcen": return X
-        import librosa
-        t = 1.0 / self.frame_s                                    # a 1 s smoother: longer than a heart cycle
-        b = (np.sqrt(1 + 4 * t ** 2) - 1) / (2 * t ** 2)
-        E = np.exp(np.asarray(X, np.float32) * np.float32(np.log(10) / 10)) * np.float32(2 ** 31)
-        return librosa.pcen(E, b=b, axis=-1).astype(np.float32)
+        return _per_window(X, self.norm, self.frame_s)
 
     @classmethod
     def fit(cls, X: np.ndarray, norm: str = "global", frame_s: float = 0.04) -> "Standardiser":
         "Fit on windows `X` (n, n_mels, n_frames) after the per-window step `norm`."
         if len(X) == 0: raise HeartError("cannot fit a standardiser on zero windows")
-        Xn = cls(None, None, norm, frame_s).normalise(np.asarray(X))
+        Xn = _per_window(np.asarray(X), norm, frame_s)
         mean, std = Xn.mean(axis=(0, 2)).astype(np.float32), (Xn.std(axis=(0, 2)) + 1e-6).astype(np.float32)
         return cls(mean, std, norm, frame_s)
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06b_shift.ipynb #2dd9757c
 from __future__ import annotations
-import io, zlib
+import io, os, zlib
 from pathlib import Path
 import numpy as np, pandas as pd, soundfile as sf, soxr
 import matplotlib.pyplot as plt
@@ -111,7 +111,7 @@ def shifted_features(manifest: pd.DataFrame, shift: str, cfg: HeartConfig = Hear
     if shift != "none" and shift not in SHIFTS:
         raise HeartError(f"unknown shift {shift!r}; expected 'none' or one of {list(SHIFTS)}")
     man = manifest.reset_index(drop=True)
-    n_jobs = n_jobs or (1 if len(man) < 16 else min(__import__("os").cpu_count() or 1, 8))
+    if n_jobs is None: n_jobs = 1 if len(man) < 16 else min(os.cpu_count() or 1, 8)     # as extract_features
     res = Parallel(n_jobs=n_jobs, backend=default_backend() if n_jobs > 1 else "sequential", batch_size=8)(
         delayed(_shifted_one)(str(p), shift, cfg, seed) for p in man.path)
     good = [i for i, r in enumerate(res) if r.error is None]
@@ -121,8 +121,8 @@ def shifted_features(manifest: pd.DataFrame, shift: str, cfg: HeartConfig = Hear
     return FeatureSet(X, row, man, errors, np.array([r.padded for r in res]), feature_key(cfg))
 
 # %% ../nbs/06b_shift.ipynb #ff4a252e
-def shift_result(res: CVResult, cv_dir: str | Path, fs: FeatureSet) -> CVResult:
-    "`res` with every fold's test probabilities replaced by its saved model's predictions on features `fs`."
+def shift_result(res: CVResult, models: dict, fs: FeatureSet) -> CVResult:
+    "`res` with every fold's test probabilities replaced by its model's (`models[fold]`) predictions on features `fs`."
     pr = res.predictions.copy()
     pc = ["p_" + c for c in res.classes]
     where = pd.Series(np.arange(len(fs.manifest)), index=fs.manifest.path.astype(str).to_numpy())
@@ -133,7 +133,7 @@ def shift_result(res: CVResult, cv_dir: str | Path, fs: FeatureSet) -> CVResult:
         idx = where.loc[pr.path[m].astype(str)].to_numpy()
         rows = np.zeros(len(fs.manifest), bool)
         rows[idx[has[idx]]] = True
-        P = pd.DataFrame(predict_rows(load_fold(cv_dir, f["fold"]), fs, rows), index=np.flatnonzero(rows))
+        P = pd.DataFrame(predict_rows(models[f["fold"]], fs, rows), index=np.flatnonzero(rows))
         P = P.reindex(idx).to_numpy()                                         # NaN for a recording that failed
         pr.loc[m, pc] = P
         pr.loc[m, ["cal_" + c for c in res.classes]] = apply_temperature(P, f["temperature"], res.task)

@@ -56,8 +56,9 @@ def _band_noise(sr: int, n: int, band: tuple[float, float], rng: np.random.Gener
 # %% ../nbs/08_synthetic.ipynb #e3264c86
 def synth_heart_sound(label: str, sr: int = 4000, duration_s: float = 10.0, seed: int = 0,
                       heart_rate: float | None = None, site: str | None = None,
-                      murmur_gain: float = 0.6, noise: float = 0.03) -> np.ndarray:
+                      murmur_gain: float = 0.6, noise: float = 0.03, events: bool = False):
     "A synthetic phonocardiogram of class `label`: S1/S2 at `heart_rate` bpm plus that class's murmur (float32, peak 0.9)."
+    # events=True: also {'s1': onsets, 's2': onsets} in seconds (the truth a heart-cycle segmentation is tested on)
     if label not in MURMURS: raise HeartError(f"synth_heart_sound: unknown label {label!r}; expected one of {list(CLASSES)}")
     if site is not None and site not in SITES: raise HeartError(f"synth_heart_sound: unknown site {site!r}; expected one of {list(SITES)}")
     if duration_s <= 0 or sr <= 0: raise HeartError(f"synth_heart_sound: duration_s and sr must be positive, got {duration_s}, {sr}")
@@ -68,6 +69,7 @@ def synth_heart_sound(label: str, sr: int = 4000, duration_s: float = 10.0, seed
     gain = murmur_gain * (1.0 if site is None or not m or m["site"] == site else 0.5)
     t0 = rng.uniform(0, 60 / hr)                        # the recording starts anywhere in a cycle
     beat = t0 - 60 / hr
+    s1, s2 = [], []
     while beat < duration_s:
         rr = 60 / hr * (1 + 0.03 * rng.standard_normal())
         systole = 0.33 * np.sqrt(rr)
@@ -78,6 +80,7 @@ def synth_heart_sound(label: str, sr: int = 4000, duration_s: float = 10.0, seed
             y[a:b] += x[a - i:b - i]
         add(1.0 * _burst(sr, 45, 0.10, rng), beat)                      # S1
         add(0.8 * _burst(sr, 70, 0.07, rng), beat + systole)            # S2
+        s1.append(beat); s2.append(beat + systole)
         if m:
             start, length = (beat, systole) if m["phase"] == "systole" else (beat + systole + 0.06, rr - systole - 0.06)
             a, b = start + m["start"] * length, start + m["end"] * length
@@ -90,7 +93,10 @@ def synth_heart_sound(label: str, sr: int = 4000, duration_s: float = 10.0, seed
         beat += rr
     y += noise * rng.standard_normal(n)
     y += 0.05 * np.sin(2 * np.pi * 0.3 * np.arange(n) / sr + rng.uniform(0, 6))  # breathing / baseline wander
-    return (0.9 * y / np.abs(y).max()).astype(np.float32)
+    y = (0.9 * y / np.abs(y).max()).astype(np.float32)
+    if not events: return y
+    inside = lambda t: np.array([x for x in t if 0 <= x < duration_s])
+    return y, {"s1": inside(s1), "s2": inside(s2)}
 
 # %% ../nbs/08_synthetic.ipynb #a054650a
 @dataclass(frozen=True)

@@ -46,8 +46,9 @@ def run_demo(out_dir: str | Path = "heart_nb_demo", epochs: int = 20, patients_p
     pred = Predictor(out / f"run_{best}")
     test = pred.run.split[pred.run.split.split == "test"].drop_duplicates("label")
     for _, r in test.iterrows():
-        p = pred.predict(r.path)
-        log(f"      {Path(r.path).name:24s} true {r.label:3s} predicted {pred.decide(p):3s} (p={max(p.values()):.2f})")
+        row = pred.predict(r.path)
+        log(f"      {Path(r.path).name:24s} true {r.label:3s} predicted {row['prediction']:3s} "
+            f"(p={max(row['probabilities'].values()):.2f}; quality {row['quality']}, {row['heart_rate_bpm']} bpm)")
     if len(models) > 1: log(compare_runs([out / f"run_{k}" for k in models]).round(3).to_string())
     log(f"done in {time.time() - t0:.0f} s; plots and metrics.json are in {', '.join(str(out / f'run_{k}') for k in models)}")
     return results
@@ -96,10 +97,16 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--run"); which.add_argument("--cv", help="folder written by train --folds")
     e.add_argument("--manifest", default=None, help="manifest of patients not used in training")
     e.add_argument("--cache", default=None)
-    pr = sub.add_parser("predict", help="class probabilities of recordings",
-                        description="Print each file's class probabilities under a trained run.")
-    pr.add_argument("files", nargs="+", metavar="FILE"); pr.add_argument("--run", required=True)
-    pr.add_argument("--json", action="store_true", help="one JSON object per line")
+    pr = sub.add_parser("predict", help="diagnose recordings: prediction, probabilities, quality, heart rate",
+                        description="Predict every audio file given or found (recursively) in the folders given, under a "
+                                    "trained run. A recording that fails the quality gate is 'unknown' with the reason. "
+                                    "Exit status 0 when every file was read, 1 when any could not be.")
+    pr.add_argument("files", nargs="+", metavar="FILE_OR_DIR"); pr.add_argument("--run", required=True, help="run folder")
+    pr.add_argument("--json", action="store_true", help="one JSON object per line: path, prediction, probabilities, "
+                                                         "quality, heart_rate_bpm, error")
+    pr.add_argument("--csv", default=None, metavar="OUT", help="also write every row to this CSV file")
+    pr.add_argument("--engine", choices=["keras", "onnx"], default="keras",
+                    help="keras (default), or onnx: the run's networks exported to ONNX and run with onnxruntime")
     d = sub.add_parser("demo", help="the whole pipeline on the embedded synthetic data",
                        description="Generate a SYNTHETIC dataset and run map → features → CNN and CRNN → evaluate → predict on it.")
     d.add_argument("--out", default="heart_nb_demo"); d.add_argument("--epochs", type=int, default=20)
@@ -170,17 +177,7 @@ def _run(a) -> int:
         res = evaluate_run(a.run, read_manifest(a.manifest) if a.manifest else None, cache_dir=a.cache)
         _print_metrics(res); print(f"wrote {Path(a.run) / 'metrics.json'} and plots")
     elif a.command == "predict":
-        from heart_nb.prediction import Predictor
-        pred = Predictor(a.run); failed = 0
-        for f in a.files:
-            try:
-                p = pred.predict(f)
-                if a.json: print(json.dumps({"file": f, "probabilities": p, "prediction": pred.decide(p)}))
-                else: print(f"{f}: {pred.decide(p)}  " + "  ".join(f"{c} {v:.3f}" for c, v in p.items()))
-            except HeartError as e:
-                failed += 1; print(f"heart-nb: error: {e}", file=sys.stderr)
-                if a.json: print(json.dumps({"file": f, "error": str(e)}))
-        return 1 if failed else 0
+        return _predict(a)
     elif a.command == "demo":
         run_demo(a.out, epochs=a.epochs)
     return 0
@@ -196,6 +193,41 @@ def main(argv: list[str] | None = None) -> int:
             print(f"heart-nb: error: {e}", file=sys.stderr); return 2
         except KeyboardInterrupt:
             print("heart-nb: interrupted", file=sys.stderr); return 130
+
+# %% ../nbs/09_cli.ipynb #5c13cd34
+class _quiet_stderr:
+    "File descriptor 2 pointed at /dev/null inside the block: TensorFlow's C++ start-up lines never reach the terminal."
+    def __enter__(self):
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        null = os.open(os.devnull, os.O_WRONLY); os.dup2(null, 2); os.close(null)
+    def __exit__(self, *exc):
+        sys.stderr.flush()
+        os.dup2(self.saved, 2); os.close(self.saved)
+
+def _predict(a) -> int:
+    "`heart-nb predict`: one row per file (stdout), errors one line each (stderr), progress for more than 3 files."
+    with _quiet_stderr():                                     # keras import, model loading and the first call
+        import numpy as np
+        from heart_nb.prediction import AUDIO_SUFFIXES, Predictor, audio_files
+        files = audio_files(a.files)
+        if not files: raise HeartError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {', '.join(a.files)}")
+        pred = Predictor(a.run, engine=a.engine)
+        cfg = pred.run.cfg
+        pred.probabilities(np.zeros((1, cfg.n_mels, cfg.n_frames), np.float32))
+    rows = pred.predict_many(files, progress=len(files) > 3)
+    for r in rows:
+        if r["error"]: print(f"heart-nb: error: {r['error']}", file=sys.stderr)
+        if a.json: print(json.dumps(r)); continue
+        if r["error"]: continue
+        hr = "n/a" if r["heart_rate_bpm"] is None else f"{r['heart_rate_bpm']:.0f} bpm"
+        print(f"{r['path']}: {r['prediction']}  ({', '.join(f'{c} {v:.3f}' for c, v in r['probabilities'].items())}; "
+              f"heart rate {hr}; quality {r['quality']})")
+    if a.csv:
+        flat = [{k: v for k, v in r.items() if k != "probabilities"} | {f"p_{c}": r.get("probabilities", {}).get(c)
+                for c in pred.classes} for r in rows]
+        pd.DataFrame(flat).to_csv(a.csv, index=False)
+    return 1 if any(r["error"] for r in rows) else 0
 
 # %% ../nbs/09_cli.ipynb #ceaf4568
 #| eval: false

@@ -4,6 +4,7 @@
 
 # %% ../nbs/06c_cycle.ipynb #5d225f4b
 from __future__ import annotations
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -147,6 +148,8 @@ def read_recording(path: str | Path, cfg: HeartConfig = HeartConfig()) -> tuple[
     if not path.exists(): raise HeartError(f"{path}: no such file")
     data = path.read_bytes()
     if not data: raise HeartError(f"{path}: empty file (0 bytes)")
-    y = load_audio(path, cfg, data=data)
+    with warnings.catch_warnings():                       # clipping is the verdict's job here, not a warning's
+        warnings.filterwarnings("ignore", message=".*samples are clipped")
+        y = load_audio(path, cfg, data=data)
     raw, sr = _read_audio(path, data)
     return y, assess(raw.mean(axis=1), sr, y, cfg)

@@ -77,7 +77,9 @@ def load_audio(path: str | Path, cfg: HeartConfig = HeartConfig(), data: bytes |
     "Mono float32 samples of `path` (or of its bytes `data`, already read) at `cfg.sr`, band-passed to `cfg.band` and scaled to unit peak."
     path = Path(path)
     try: y, sr = _read_audio(path, data)
-    except Exception as e: raise HeartError(f"{path}: unreadable audio file ({str(e).splitlines()[0][:120]})") from None
+    except Exception as e:
+        why = str(e).splitlines()[0].split(">: ", 1)[-1]           # soundfile names the in-memory buffer: drop that
+        raise HeartError(f"{path}: unreadable audio file ({why[:120]})") from None
     if y.shape[0] == 0: raise HeartError(f"{path}: empty audio file (0 samples)")
     if not np.isfinite(y).all(): raise HeartError(f"{path}: audio holds non-finite samples (NaN or inf)")
     if y.shape[1] > 1:

@@ -77,6 +77,7 @@ def heart_cycle(y: np.ndarray, sr: int) -> HeartCycle:
     from scipy import signal
     dur = len(y) / sr
     e = envelope(y, sr)
+    rise = np.maximum(np.gradient(np.log(e)), 0)                               # onset strength
     e = (e - e.mean()) / (e.std() + 1e-12)
     ac = _autocorr(e)
     lo, hi = int(60 / 220 * ENV_SR), min(int(2.0 * ENV_SR), int(0.75 * len(e)))  # 220-30 bpm, within the recording
@@ -89,10 +90,11 @@ def heart_cycle(y: np.ndarray, sr: int) -> HeartCycle:
     for p in signal.find_peaks(score, distance=max(1, int(0.7 * L)))[0]:
         a, b = max(0, p - int(0.15 * S)), min(len(e), p + int(0.15 * S) + 1)
         q = a + int(np.argmax(e[a:b]))
-        a, b = q + int(0.6 * S), min(q + int(1.4 * S), len(e) - 1)
+        a, b = q + int(0.15 * ENV_SR), min(q + L // 2, len(e) - 1)             # systole: under half the cycle
         if b <= a: continue                                                     # the recording ends in systole
+        j = a + int(np.argmax(rise[a:b]))                                       # S2: the sharpest onset there,
         s1.append(q / ENV_SR)
-        s2.append((a + int(np.argmax(e[a:b]))) / ENV_SR)
+        s2.append((j + int(np.argmax(e[j:j + int(0.06 * ENV_SR)]))) / ENV_SR)  # at its peak (not a murmur's)
     return HeartCycle(np.array(s1), np.array(s2), 60 * ENV_SR / L, float(ac[L]), dur)
 
 # %% ../nbs/06c_cycle.ipynb #d8dab863

@@ -245,7 +245,7 @@ def prediction_panel(runs, source):
             chooser.options = [*chooser.options, (f"{dest.name} (uploaded)", str(dest))]
             chooser.value = str(dest)
     model.observe(show, names="value"); chooser.observe(show, names="value"); upload.observe(uploaded, names="value")
-    panel = W.VBox([W.HBox([model, chooser, upload]), W.HBox([audio_box, status]), plot_out])
+    panel = W.VBox([W.HBox([model, chooser, upload]), status, audio_box, plot_out])
     panel.model, panel.chooser, panel.upload, panel.status, panel.figure = model, chooser, upload, status, None
     show()
     return panel

@@ -8,10 +8,7 @@ import ctypes, functools, gc, io, os, struct, sys, json, hashlib, tempfile, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np, pandas as pd, soundfile as sf, soxr
-from scipy import signal, fft as sfft
-from joblib import Parallel, delayed
-from tqdm.auto import tqdm
-from threadpoolctl import threadpool_limits
+# scipy.fft, joblib, tqdm and threadpoolctl are imported where features are computed: a warm cache needs none of them
 from .core import HeartConfig, HeartError
 
 # %% auto #0
@@ -22,10 +19,12 @@ __all__ = ['FEATURES_VERSION', 'band_pass', 'load_audio', 'frame_windows', 'n_wi
 # %% ../nbs/03_features.ipynb #2a52a18e
 @functools.lru_cache(maxsize=64)
 def _band_gain(n: int, sr: int, band: tuple[float, float]) -> np.ndarray:
-    "Squared magnitude of the 4th-order Butterworth band-pass at the `rfft` bins of an `n`-point FFT."
-    sos = signal.butter(4, band, btype="bandpass", fs=sr, output="sos")
-    _, h = signal.sosfreqz(sos, worN=np.fft.rfftfreq(n, 1 / sr), fs=sr)
-    return (np.abs(h) ** 2).astype(np.float32)
+    "Squared magnitude of the 4th-order Butterworth band-pass (scipy.signal.butter's) at the `rfft` bins of an `n`-point FFT."
+    warp = lambda f: 2 * sr * np.tan(np.pi * np.asarray(f, float) / sr)      # the bilinear transform's frequency map
+    lo, hi, w = warp(band[0]), warp(band[1]), warp(np.fft.rfftfreq(n, 1 / sr))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = (w ** 2 - lo * hi) / (w * (hi - lo))                             # the low-pass prototype's frequency
+    return np.nan_to_num(1 / (1 + x ** 8)).astype(np.float32)                 # |H|^2 = 1 / (1 + x^(2N)), N = 4
 
 def _fft_length(n: int) -> int:
     "The smallest length >= n of the form 2^k, 3·2^k or 5·2^k."
@@ -34,6 +33,7 @@ def _fft_length(n: int) -> int:
 
 def band_pass(y: np.ndarray, cfg: HeartConfig = HeartConfig()) -> np.ndarray:
     "Zero-phase band-pass of `y` (at `cfg.sr`) to `cfg.band`, as float32."
+    from scipy import fft as sfft
     n = len(y); m = _fft_length(n + cfg.sr // 4)
     spec = sfft.rfft(y.astype(np.float32, copy=False), m); spec *= _band_gain(m, cfg.sr, tuple(cfg.band))
     return sfft.irfft(spec, m, overwrite_x=True)[:n]
@@ -120,13 +120,23 @@ def planned_windows(path: str | Path, cfg: HeartConfig = HeartConfig()) -> int:
 
 # %% ../nbs/03_features.ipynb #ba2ae8ef
 @functools.lru_cache(maxsize=8)
-def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
-    "librosa's Mel filter bank (n_mels, n_fft // 2 + 1), float32."
-    import librosa
-    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(np.float32)
+def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
+    "librosa.filters.mel's filter bank (Slaney scale and area norm), (n_mels, n_fft // 2 + 1) float32, without librosa."
+    fmax = sr / 2 if fmax is None else fmax
+    f_sp, log_hz, step = 200.0 / 3, 1000.0, np.log(6.4) / 27.0               # linear below 1 kHz, log above
+    log_mel = log_hz / f_sp
+    to_mel = lambda f: np.where(f >= log_hz, log_mel + np.log(np.maximum(f, 1e-10) / log_hz) / step, f / f_sp)
+    to_hz = lambda m: np.where(m >= log_mel, log_hz * np.exp(step * (m - log_mel)), f_sp * m)
+    edges = to_hz(np.linspace(to_mel(np.float64(fmin)), to_mel(np.float64(fmax)), n_mels + 2))
+    width = np.diff(edges)
+    ramps = edges[:, None] - np.fft.rfftfreq(n_fft, 1 / sr)[None]
+    W = np.maximum(0, np.minimum(-ramps[:-2] / width[:-1, None], ramps[2:] / width[1:, None]))   # triangles
+    return (W * (2.0 / (edges[2:] - edges[:-2]))[:, None]).astype(np.float32)
 
 @functools.lru_cache(maxsize=8)
-def _hann(n_fft: int) -> np.ndarray: return signal.get_window("hann", n_fft).astype(np.float32)   # periodic, as librosa's
+def _hann(n_fft: int) -> np.ndarray:
+    "The periodic Hann window librosa uses (scipy.signal.get_window('hann'), without importing scipy.signal)."
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
 
 @functools.lru_cache(maxsize=8)
 def _mel_pairs(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> tuple[int, int, np.ndarray]:
@@ -139,6 +149,7 @@ def _db_mel(y: np.ndarray, cfg: HeartConfig) -> np.ndarray:
     "Log-Mel (dB) of the last axis of `y`: (..., samples) -> (..., 1 + samples // hop_length, n_mels), frames first."
     pad = [(0, 0)] * (y.ndim - 1) + [(cfg.n_fft // 2, cfg.n_fft // 2)]
     frames = np.lib.stride_tricks.sliding_window_view(np.pad(y.astype(np.float32, copy=False), pad), cfg.n_fft, axis=-1)
+    from scipy import fft as sfft
     spec = sfft.rfft(frames[..., ::cfg.hop_length, :] * _hann(cfg.n_fft), axis=-1)
     lo, hi, pairs = _mel_pairs(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
     parts = spec[..., lo:hi].view(np.float32)                  # (re, im, re, im, ...) of the bins the filters use
@@ -336,6 +347,9 @@ def _strip_name(msg: str, path: str) -> str:
 
 def _run_workers(jobs: list, cfg: HeartConfig, target: str, n_jobs: int | None, backend: str | None, progress: bool) -> list:
     "Run `_extract_into` for each (path, byte offset, planned windows) job, in order, with a progress bar."
+    from joblib import Parallel, delayed
+    from threadpoolctl import threadpool_limits
+    from tqdm.auto import tqdm
     if n_jobs is None: n_jobs = 1 if len(jobs) < 16 else min(os.cpu_count() or 1, 8)
     it = tqdm(jobs, desc="features", unit="file", disable=not progress, leave=False)   # inputs are taken as workers free up
     with threadpool_limits(1):          # one BLAS thread per process: the products are small, threads only contend
@@ -357,7 +371,6 @@ def extract_features(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig(), n
             fs.X = np.array(fs.X); return fs
     manifest = manifest.reset_index(drop=True); paths = [str(p) for p in manifest.path]
     cache = FeatureCache(cache_dir); shape = (cfg.n_mels, cfg.n_frames)
-    _mel_pairs(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)      # the Mel filters, built once, inherited by forked workers
     keys, sigs, errors = [None] * len(paths), [None] * len(paths), {}
     for i, p in enumerate(paths):               # files hashed before (same size and time) need no reading here
         try: keys[i], sigs[i] = cache.known_key(p, cfg)
@@ -390,7 +403,9 @@ def extract_features(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig(), n
 def _build_window_file(cache: FeatureCache, paths: list, keys: list, sigs: list, ok: list, cfg: HeartConfig,
                        n_jobs: int | None, backend: str | None, progress: bool) -> tuple[str, dict]:
     "Write the windows of rows `ok` into a new window file of `cache`, fill in `keys` and the index; return the file's name and the rows that could not be read."
-    wbytes = 4 * cfg.n_mels * cfg.n_frames; entries = cache.index["entries"]
+    _mel_pairs(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)      # the Mel filters, built once, inherited by forked workers
+    import scipy.fft  # noqa: F401                                      # imported once here, not in every worker
+    wbytes = 4 * cfg.n_mels * cfg.n_frames; entries = cache.index["entries"]                # (not on a warm cache: no librosa)
     planned, src = {}, {}
     for i in ok:
         e = entries.get(keys[i]) if keys[i] is not None else None

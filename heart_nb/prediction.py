@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
-import matplotlib.pyplot as plt
 from .core import CLASS_NAMES, HeartError
 from .features import recording_log_mel, log_mel
 from .cycle import Quality, read_recording
@@ -157,6 +156,7 @@ def explanation(predictor: Predictor, a: Analysis, cls: str | None = None, dt: f
 # %% ../nbs/07_prediction.ipynb #4538543b
 def plot_prediction(predictor: Predictor, path: str | Path | Analysis, fig=None):
     "Waveform with the heart cycle and the evidence, log-Mel spectrogram, probabilities and the window timeline."
+    import matplotlib.pyplot as plt                           # here, not at import: `heart-nb predict` draws nothing
     cfg = predictor.run.cfg
     a = path if isinstance(path, Analysis) else predictor.analyse(path)
     ex = explanation(predictor, a)
@@ -207,6 +207,7 @@ def audio_files(sources) -> list[Path]:
 def prediction_panel(runs, source):
     "An ipywidgets panel: choose a run and a recording (or upload one), play it, see the figure and the verdict."
     import ipywidgets as W, tempfile
+    import matplotlib.pyplot as plt
     from IPython.display import display
     runs = list(runs) if isinstance(runs, (list, tuple)) else [runs]
     if not runs: raise HeartError("prediction_panel: no run given")

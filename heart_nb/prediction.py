@@ -178,6 +178,8 @@ def plot_prediction(predictor: Predictor, path: str | Path | Analysis, fig=None)
     a0.set_title(f"{a.path.name}: {a.prediction}  |  quality: {a.quality.verdict}  |  heart rate: "
                  f"{'n/a' if hr is None else f'{hr:.0f} bpm'}  (red: systole, blue: diastole)", fontsize=9)
     a1.imshow(log_mel(a.samples[None], cfg)[0], origin="lower", aspect="auto", cmap="magma", extent=(0, t[-1], 0, cfg.n_mels))
+    for col, c in (("cnn_grad_cam", "C2"), ("crnn_attention", "C4")):               # the same evidence over the spectrogram
+        if col in ex: a1.plot(ex.time, ex[col] / np.nanmax(ex[col]) * 0.9 * cfg.n_mels, color=c, lw=1.0, alpha=0.9)
     a1.set_ylabel("Mel band"); a1.set_xticklabels([])
     a3.plot(ex.time, ex.probability, color="C3"); a3.set_xlim(0, t[-1]); a3.set_ylim(0, 1)
     a3.set_ylabel(f"p({ex.attrs['class']})", fontsize=8); a3.set_xlabel("time (s)")

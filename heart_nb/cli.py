@@ -106,7 +106,11 @@ def _parser() -> argparse.ArgumentParser:
                                                          "quality, heart_rate_bpm, error")
     pr.add_argument("--csv", default=None, metavar="OUT", help="also write every row to this CSV file")
     pr.add_argument("--engine", choices=["keras", "onnx"], default="keras",
-                    help="keras (default), or onnx: the run's networks exported to ONNX and run with onnxruntime")
+                    help="keras (default), or onnx: RUN_DIR/model.onnx (heart-nb export) in onnxruntime, without TensorFlow")
+    x = sub.add_parser("export", help="write a run's networks as one ONNX (or TFLite) file",
+                       description="Write RUN_DIR/model.onnx (or model.tflite, TensorFlow backend): the run's networks, each with "
+                                   "its standardisation, their mean out; input: a window after PCEN. predict --engine onnx uses it.")
+    x.add_argument("--run", required=True); x.add_argument("--format", choices=["onnx", "tflite"], default="onnx")
     d = sub.add_parser("demo", help="the whole pipeline on the embedded synthetic data",
                        description="Generate a SYNTHETIC dataset and run map → features → CNN and CRNN → evaluate → predict on it.")
     d.add_argument("--out", default="heart_nb_demo"); d.add_argument("--epochs", type=int, default=20)
@@ -178,6 +182,11 @@ def _run(a) -> int:
         _print_metrics(res); print(f"wrote {Path(a.run) / 'metrics.json'} and plots")
     elif a.command == "predict":
         return _predict(a)
+    elif a.command == "export":
+        with _quiet_stderr():
+            from heart_nb.prediction import export_model
+            out = export_model(a.run, a.format)
+        print(f"wrote {out}")
     elif a.command == "demo":
         run_demo(a.out, epochs=a.epochs)
     return 0

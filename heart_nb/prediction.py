@@ -13,7 +13,7 @@ from .cycle import Quality, read_recording
 from .training import Run, load_run
 
 # %% auto #0
-__all__ = ['AUDIO_SUFFIXES', 'Analysis', 'export_onnx', 'Predictor', 'predict', 'explanation', 'plot_prediction', 'audio_files',
+__all__ = ['AUDIO_SUFFIXES', 'Analysis', 'export_model', 'Predictor', 'predict', 'explanation', 'plot_prediction', 'audio_files',
            'prediction_panel']
 
 # %% ../nbs/07_prediction.ipynb #863b6153
@@ -35,55 +35,77 @@ class Analysis:
                 "quality": self.quality.verdict, "heart_rate_bpm": self.quality.heart_rate_bpm, "error": ""}
 
 # %% ../nbs/07_prediction.ipynb #58814dd8
-def export_onnx(run: Run) -> dict[str, Path]:
-    "Each network member of `run` as `members/<kind>/model.onnx` (written once, atomically); kind → path."
-    import os, tempfile, warnings
-    out = {}
-    for m in run.members:
-        if m.kind == "baseline": continue
-        dest = run.path / "members" / m.kind / "model.onnx"
-        keras_file = dest.with_name("model.keras")
-        if not dest.exists() or dest.stat().st_mtime < keras_file.stat().st_mtime:
-            try: import tf2onnx  # noqa: F401
-            except ImportError: raise HeartError('the onnx engine needs tf2onnx and onnxruntime: pip install "heart_nb[onnx]"') from None
-            cfg = run.cfg
-            m.model.predict(np.zeros((1, cfg.n_mels, cfg.n_frames, 1), np.float32), verbose=0)   # a model must have run
-            fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=dest.parent); os.close(fd)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                m.model.export(tmp, format="onnx", verbose=False)
-            os.replace(tmp, dest)
-        out[m.kind] = dest
-    return out
+def _networks_graph(run: Run):
+    "One Keras model: a normalised window in, the mean of the run's networks (each with its standardisation) out."
+    from heart_nb.models import keras
+    nets = [m for m in run.members if m.kind != "baseline"]
+    if not nets: raise HeartError(f"{run.path}: no network to export (the baseline is scikit-learn and runs as it is)")
+    if len({(m.standardiser.norm, m.standardiser.frame_s) for m in nets}) > 1:
+        raise HeartError(f"{run.path}: the networks normalise their windows differently; they cannot share one graph")
+    inp = keras.Input(run.cfg.input_shape, name="normalised_log_mel")
+    band = lambda v: np.asarray(v, np.float32).reshape(-1, 1, 1)                   # per Mel band: (n_mels, 1, 1)
+    outs = [m.model(keras.layers.Rescaling(band(1 / m.standardiser.std), band(-m.standardiser.mean / m.standardiser.std),
+                                           name=f"{m.kind}_standardise")(inp)) for m in nets]
+    out = outs[0] if len(outs) == 1 else keras.layers.Average(name="mean")(outs)
+    graph = keras.Model(inp, out, name="heart_nb_networks")
+    graph.predict(np.zeros((1, *run.cfg.input_shape), np.float32), verbose=0)     # a model must have run to export
+    return graph
+
+def export_model(run: Run | str | Path, fmt: str = "onnx") -> Path:
+    "The run's networks as one file in the run folder: `model.onnx` (onnxruntime) or `model.tflite` (LiteRT)."
+    import os, warnings
+    if fmt not in ("onnx", "tflite"): raise HeartError(f"format must be 'onnx' or 'tflite', got {fmt!r}")
+    run = run if isinstance(run, Run) else load_run(run)
+    if fmt == "onnx":
+        try: import tf2onnx  # noqa: F401
+        except ImportError: raise HeartError('ONNX export needs tf2onnx and onnxruntime: pip install "heart_nb[onnx]"') from None
+    from heart_nb.models import keras
+    if fmt == "tflite" and keras.backend.backend() != "tensorflow":
+        raise HeartError(f"tflite export needs the TensorFlow backend (KERAS_BACKEND is {keras.backend.backend()})")
+    graph = _networks_graph(run)
+    dest = run.path / f"model.{fmt}"
+    tmp = dest.with_name(f".partial_{dest.name}")                                  # the exporters want the suffix
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph.export(str(tmp), format="onnx" if fmt == "onnx" else "litert", verbose=False)
+    os.replace(tmp, dest)                                                          # whole, or not at all
+    return dest
 
 # %% ../nbs/07_prediction.ipynb #042480db
-class _OnnxModel:
-    "An onnxruntime session with the `predict(X, batch_size, verbose)` of a Keras model."
-    def __init__(self, path: Path):
-        import onnxruntime as ort
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+class _OnnxNetworks:
+    "An onnxruntime session over `RUN_DIR/model.onnx`: the mean probabilities of the run's networks."
+    def __init__(self, run: Run):
+        f = run.path / "model.onnx"
+        if not f.exists(): raise HeartError(f"{f}: not there; export it first: heart-nb export --run {run.path} --format onnx")
+        newest = max((run.path / "members" / m.kind / "model.keras").stat().st_mtime for m in run.members if m.kind != "baseline")
+        if f.stat().st_mtime < newest: raise HeartError(f"{f}: older than the run's models; export it again")
+        try: import onnxruntime as ort
+        except ImportError: raise HeartError('the onnx engine needs onnxruntime: pip install "heart_nb[onnx]"') from None
+        self.session = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"])
         self.name = self.session.get_inputs()[0].name
 
-    def predict(self, X: np.ndarray, batch_size: int = 256, verbose: int = 0) -> np.ndarray:
-        X = np.asarray(X, np.float32)
-        X = X[..., None] if X.ndim == 3 else X
-        parts = [self.session.run(None, {self.name: X[i:i + batch_size]})[0] for i in range(0, len(X), batch_size)]
-        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+    def __call__(self, Xn: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        "Probabilities (n, k) of normalised windows `Xn` (n, n_mels, n_frames)."
+        Xn = np.asarray(Xn, np.float32)[..., None]
+        return np.concatenate([self.session.run(None, {self.name: Xn[i:i + batch_size]})[0] for i in range(0, len(Xn), batch_size)])
 
 # %% ../nbs/07_prediction.ipynb #eec2f3cb
 class Predictor:
     "A loaded run that scores recordings: `predict(path)` gives a row; `analyse(path)` everything behind it."
     def __init__(self, run: Run | str | Path, engine: str = "keras"):
         if engine not in ("keras", "onnx"): raise HeartError(f"engine must be 'keras' or 'onnx', got {engine!r}")
-        self.run = run if isinstance(run, Run) else load_run(run)
+        self.run = run if isinstance(run, Run) else load_run(run, networks=engine == "keras")
         self.engine = engine
-        self.onnx = {k: _OnnxModel(p) for k, p in export_onnx(self.run).items()} if engine == "onnx" else {}
+        self.onnx = _OnnxNetworks(self.run) if engine == "onnx" else None
 
     def probabilities(self, X: np.ndarray) -> np.ndarray:
         "The members' mean probabilities (n, k) of one recording's windows `X`, with the chosen engine."
-        if not self.onnx: return self.run.probabilities(X)
-        P = [self.onnx[m.kind].predict(m.standardiser(X)) if m.kind in self.onnx else m.probabilities(X) for m in self.run.members]
-        return np.mean(P, axis=0)
+        if self.onnx is None: return self.run.probabilities(X)
+        if len(X) == 0: return np.zeros((0, len(self.classes)), np.float32)
+        nets = [m for m in self.run.members if m.kind != "baseline"]
+        P = len(nets) * self.onnx(nets[0].standardiser.normalise(X))                 # the networks' mean, times their count
+        P = P + sum(m.probabilities(X) for m in self.run.members if m.kind == "baseline")
+        return (P / len(self.run.members)).astype(np.float32)
 
     @property
     def classes(self) -> list[str]: return self.run.classes
@@ -146,7 +168,7 @@ def explanation(predictor: Predictor, a: Analysis, cls: str | None = None, dt: f
     grid = np.arange(0, dur, dt)
     starts = np.arange(len(a.windows)) * cfg.window_hop_s
     out = pd.DataFrame({"time": grid, "probability": _to_time(a.window_probs[:, k:k + 1], starts, cfg.window_s, dur, grid)})
-    for m in predictor.run.members:
+    for m in [m for m in predictor.run.members if m.model is not None]:      # (the onnx engine has no Keras models)
         if m.kind == "cnn": out["cnn_grad_cam"] = _to_time(grad_cam(m.model, m.standardiser(a.windows), k), starts, cfg.window_s, dur, grid)
         if m.kind == "crnn": out["crnn_attention"] = _to_time(attention_weights(m.model, m.standardiser(a.windows)), starts, cfg.window_s, dur, grid)
     out["phase"] = a.quality.cycle.phase(grid) if a.quality.cycle is not None else ""

@@ -314,16 +314,24 @@ class Member:
         self.standardiser.save(d / "standardiser.npz")
 
     @classmethod
-    def load(cls, d: str | Path) -> "Member":
-        "Read a member written by `save`."
+    def load(cls, d: str | Path, network: bool = True) -> "Member":
+        "Read a member written by `save`; `network=False` leaves a network unloaded (its folder names it; no Keras)."
         d = Path(d)
         if (d / "baseline.joblib").exists():
             import joblib
             return cls("baseline", joblib.load(d / "baseline.joblib"))
+        f = d / "model.keras"
+        if not f.exists(): raise HeartError(f"{d}: no model (baseline.joblib or model.keras)")
+        std = Standardiser.load(d / "standardiser.npz")
+        if not network: return cls(d.name, None, std)
         from heart_nb.models import keras   # also registers the custom layers
-        if not (d / "model.keras").exists(): raise HeartError(f"{d}: no model (baseline.joblib or model.keras)")
-        net = keras.models.load_model(d / "model.keras")
-        return cls(net.name.removeprefix("heart_"), net, Standardiser.load(d / "standardiser.npz"))
+        try: net = keras.models.load_model(f, safe_mode=True)
+        except Exception as e:
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if "lambda" in why.lower():
+                raise HeartError(f"{f}: holds a Lambda layer (arbitrary Python code); refused: models load with safe_mode=True") from None
+            raise HeartError(f"{f}: unreadable model file ({why[:160]})") from None
+        return cls(net.name.removeprefix("heart_"), net, std)
 
 # %% ../nbs/05_training.ipynb #244926de
 KINDS = ("baseline", "cnn", "crnn")
@@ -405,14 +413,14 @@ class Run:
         if len(X) == 0: return np.zeros((0, len(self.classes)), np.float32)
         return np.mean([m.probabilities(X, groups) for m in self.members], axis=0)
 
-def load_run(run_dir: str | Path) -> Run:
-    "Load the run folder written by `train`."
+def load_run(run_dir: str | Path, networks: bool = True) -> Run:
+    "Load the run folder written by `train` (`networks=False`: the networks' models are left unloaded, no Keras)."
     d = Path(run_dir)
     missing = [f for f in ("config.json", "run.json", "split.csv") if not (d / f).exists()]
     if missing: raise HeartError(f"{d}: not a heart_nb run folder (missing {', '.join(missing)})")
     info = json.loads((d / "run.json").read_text())
     if not isinstance(info.get("members"), dict):
         raise HeartError(f"{d}: a run folder of an older heart_nb (no members); train it again")
-    members = [Member.load(d / "members" / k) for k in info["members"]]
+    members = [Member.load(d / "members" / k, networks) for k in info["members"]]
     return Run(d, members, HeartConfig.from_json(d / "config.json"), info["classes"], info["task"],
                pd.read_csv(d / "split.csv", dtype={"patient_id": str, "site": str, "posture": str}), info)

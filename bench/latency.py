@@ -1,0 +1,78 @@
+"""Latency of one prediction: a 20 s BMD-HS recording end to end, warm, Keras against ONNX Runtime.
+
+The run is the shipped model (baseline + CNN + CRNN) as cross-validated by bench/accuracy.py: fold 0's three
+trained members, put together as a run folder (weights do not change a model's speed), or --run DIR.
+In one process, after a warm-up, each is timed --repeats times (default 30) and the median reported:
+  keras   Predictor(run).predict(path): read -> quality gate and heart cycle -> log-Mel -> PCEN and standardisation
+          -> CNN, CRNN (Keras) and baseline -> mean probabilities
+  onnx    the same with engine="onnx": the networks as one ONNX graph in onnxruntime (RUN_DIR/model.onnx)
+  model   the bare Keras calls alone, on the same already standardised windows (each network's model.predict)
+Prints a table, then last one JSON line: keras_ms, onnx_ms, model_ms, onnx_ratio = onnx_ms / keras_ms and
+overhead_ratio = (keras_ms - model_ms) / model_ms. Targets (#12): onnx_ratio <= 0.5, overhead_ratio <= 1.
+
+    python bench/latency.py [--run DIR] [--work bench/_accuracy] [--file PATH] [--repeats 30]
+    python bench/latency.py | tee bench/results/latency.txt          # the figures kept in the repository
+"""
+import argparse, json, os, shutil, statistics, sys, time
+from pathlib import Path
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).parent))
+from accuracy import machine  # noqa: E402
+
+def fold_run(work: Path, out: Path) -> Path:
+    "A run folder made of fold 0's baseline, CNN and CRNN of the cross-validations in `work`."
+    import pandas as pd
+    cv = json.loads((work / "multilabel_cnn" / "cv.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    for kind in ("baseline", "cnn", "crnn"):
+        src, dst = work / f"multilabel_{kind}" / "fold_0", out / "members" / kind
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in ("baseline.joblib", "model.keras", "standardiser.npz"):
+            if (src / f).exists(): shutil.copy2(src / f, dst / f)
+    (out / "config.json").write_text(json.dumps(cv["config"], indent=1))
+    (out / "run.json").write_text(json.dumps({"model": "baseline+cnn+crnn", "members": {k: {} for k in ("baseline", "cnn", "crnn")},
+                                              "task": cv["task"], "classes": cv["classes"], "data_note": "",
+                                              "note": "fold 0 of bench/accuracy.py's cross-validation, for timing"}, indent=1))
+    pd.DataFrame(columns=["path", "patient_id", "site", "posture", "label", "split"]).to_csv(out / "split.csv", index=False)
+    return out
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", default=None); ap.add_argument("--work", default="bench/_accuracy")
+    ap.add_argument("--file", default=None); ap.add_argument("--repeats", type=int, default=30)
+    a = ap.parse_args()
+    import numpy as np
+    from heart_nb.core import find_bmdhs
+    from heart_nb.features import recording_log_mel
+    from heart_nb.cycle import read_recording
+    from heart_nb.prediction import Predictor, export_model
+    run = Path(a.run) if a.run else fold_run(Path(a.work), Path("bench/_latency_run"))
+    f = Path(a.file) if a.file else find_bmdhs() / "audio" / "MR_002_sit_Mit.wav"
+    export_model(run, "onnx")
+    keras_p, onnx_p = Predictor(run), Predictor(run, engine="onnx")
+    y, _ = read_recording(f, keras_p.run.cfg)
+    X = recording_log_mel(y, keras_p.run.cfg)[0]
+    nets = [m for m in keras_p.run.members if m.kind != "baseline"]
+    Xs = [m.standardiser(X) for m in nets]
+    def bare():
+        for m, x in zip(nets, Xs): m.model.predict(x, batch_size=256, verbose=0)
+    jobs = {"keras": lambda: keras_p.predict(f), "onnx": lambda: onnx_p.predict(f), "model": bare}
+    times = {k: [] for k in jobs}
+    for k, fn in jobs.items(): fn(); fn()                                   # warm-up
+    for _ in range(a.repeats):                                              # interleaved: drift hits all alike
+        for k, fn in jobs.items():
+            t = time.perf_counter(); fn(); times[k].append(1000 * (time.perf_counter() - t))
+    ms = {k: statistics.median(v) for k, v in times.items()}
+    d = float(np.abs(keras_p.analyse(f).window_probs - onnx_p.analyse(f).window_probs).max())   # unrounded, per window
+    print(f"# bench/latency.py: {f.name} ({len(y) / keras_p.run.cfg.sr:.0f} s, {len(X)} windows), run {run} "
+          f"({'+'.join(m.kind for m in keras_p.run.members)}); {machine()}; median of {a.repeats}, one process, warm")
+    print(f"{'':52s} {'median ms':>10s} {'min':>7s} {'max':>7s}")
+    for k, name in (("keras", "keras: predict(path), end to end"), ("onnx", "onnx: predict(path, engine='onnx'), end to end"),
+                    ("model", "model: the bare Keras calls on the same windows")):
+        print(f"{name:52s} {ms[k]:10.1f} {min(times[k]):7.1f} {max(times[k]):7.1f}")
+    print(f"max |delta p| keras vs onnx: {d:.1e}; targets: onnx_ratio <= 0.5, overhead_ratio <= 1")
+    print(json.dumps({"keras_ms": round(ms["keras"], 2), "onnx_ms": round(ms["onnx"], 2), "model_ms": round(ms["model"], 2),
+                      "onnx_ratio": round(ms["onnx"] / ms["keras"], 3),
+                      "overhead_ratio": round((ms["keras"] - ms["model"]) / ms["model"], 3)}))
+
+if __name__ == "__main__": main()

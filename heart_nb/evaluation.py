@@ -74,17 +74,21 @@ def plot_history(history: pd.DataFrame, title: str = "", axs=None):
         if key in history: ax.plot(ep, history[key], "o-", label="train")
         if f"val_{key}" in history: ax.plot(ep, history[f"val_{key}"], "o-", label="validation")
         ax.set_xlabel("epoch"); ax.set_ylabel(key); ax.legend(); ax.set_title(title, fontsize=9)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))            # epochs are whole numbers
     return axs
 
 def plot_roc(Y: np.ndarray, P: np.ndarray, classes: list[str], title: str = "", ax=None):
     "One-vs-rest ROC curve per class (classes without positives and negatives left out)."
     ax = ax or plt.subplots(figsize=(4, 4))[1]
-    for i, c in enumerate(classes):
+    styles = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1))]
+    k = len(classes)
+    for i, c in enumerate(classes):                 # overlapping curves stay visible: wider below, narrower on top
         if 0 < Y[:, i].sum() < len(Y):
             fpr, tpr, _ = skm.roc_curve(Y[:, i], P[:, i])
-            ax.plot(fpr, tpr, label=f"{c} (AUC {skm.auc(fpr, tpr):.2f})")
-    ax.plot([0, 1], [0, 1], "k:", lw=0.8); ax.set_xlabel("false positive rate"); ax.set_ylabel("true positive rate")
-    ax.legend(fontsize=7); ax.set_title(title, fontsize=9)
+            ax.plot(fpr, tpr, ls=styles[i % len(styles)], lw=1.0 + 0.6 * (k - 1 - i), zorder=2 + i,
+                    label=f"{c} (AUC {skm.auc(fpr, tpr):.2f})")
+    ax.plot([0, 1], [0, 1], color="0.6", lw=0.8); ax.set_xlabel("false positive rate"); ax.set_ylabel("true positive rate")
+    ax.legend(fontsize=8, loc="lower right", framealpha=0.9); ax.set_title(title, fontsize=9)
     return ax
 
 # %% ../nbs/06_evaluation.ipynb #03399e2b
@@ -140,11 +144,12 @@ def _figures(run: Run, res: dict, rec: tuple, pat: tuple, show: bool) -> None:
         k = len(run.classes); fig, axs = plt.subplots(2, k, figsize=(2.3 * k, 4.6), squeeze=False)
         for r, (lvl, _) in enumerate(levels):
             for c, cl in enumerate(run.classes):
-                plot_confusion(res[lvl]["confusion"][cl], ["no", "yes"], f"{cl}, {lvl} level", axs[r, c])
-        fig.suptitle(tag, fontsize=9)
+                plot_confusion(res[lvl]["confusion"][cl], ["no", "yes"], f"{cl}, {lvl} level, n={res[lvl]['n']}", axs[r, c])
+        fig.suptitle(f"{tag}: patient-wise hold-out", fontsize=9)
     fig.tight_layout(); fig.savefig(run.path / "confusion_matrix.png", dpi=100)
     fig2, axs2 = plt.subplots(1, 2, figsize=(8, 4))
-    for ax, (lvl, (Y, P)) in zip(axs2, levels): plot_roc(Y, P, run.classes, f"{tag}\n{lvl} level", ax)
+    for ax, (lvl, (Y, P)) in zip(axs2, levels):
+        plot_roc(Y, P, run.classes, f"{tag}\n{lvl} level, n={res[lvl]['n']}, patient-wise hold-out", ax)
     fig2.tight_layout(); fig2.savefig(run.path / "roc.png", dpi=100)
     figs = [fig, fig2]
     nets = [k for k in run.info["members"] if k != "baseline"]
@@ -171,5 +176,5 @@ def compare_runs(run_dirs: list[str | Path], level: str = "patient", show: bool 
     tab = pd.DataFrame(rows).set_index("run")
     if show:
         ax = tab[list(COMPARE_METRICS)].astype(float).plot.bar(figsize=(6, 3), rot=0, ylim=(0, 1))
-        ax.set_title(f"{level} level, held-out patients"); plt.tight_layout(); plt.show()
+        ax.set_title(f"{level} level, held-out patients (n = {', '.join(map(str, tab.n))})"); plt.tight_layout(); plt.show()
     return tab

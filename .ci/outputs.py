@@ -23,7 +23,7 @@ def shrink(b64: str, limit: int = 150_000) -> str:
     Image.open(io.BytesIO(raw)).convert("RGB").quantize(256).save(buf, "PNG", optimize=True)
     return base64.b64encode(buf.getvalue()).decode() if buf.tell() < len(raw) else b64
 
-NOISE = ("absl::", "oneDNN", "WARNING:", "tf.function retracing", "XNNPACK", "\r")
+NOISE = ("absl::", "oneDNN", "WARNING:", "INFO:tensorflow", "tf.function retracing", "XNNPACK", "\r")
 
 def keep(o) -> bool:
     "Whether output `o` is one a reader wants to see."

@@ -4,50 +4,46 @@ that no error output or traceback shows. Screenshots: OUT_DIR/screens/PAGE.png.
 
     python .ci/docs_browser.py [OUT_DIR]        (exit 0: every page passed; 1: not)
 """
-import functools, http.server, re, shutil, subprocess, sys, tempfile, threading
+import re, subprocess, sys, tempfile
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).parent))
+from browser import browse, find_chromium, serve  # noqa: E402
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
 PROBE = ("<script>window.addEventListener('load', () => { const im = [...document.images]; document.body.setAttribute("
          "'data-images', im.filter(i => i.complete && i.naturalWidth > 0).length + '/' + im.length); });</script>")
 
 def main() -> None:
     root = Path(__file__).resolve().parents[1]
     out = Path(sys.argv[1] if len(sys.argv) > 1 else ".ci/out").resolve(); (out / "screens").mkdir(parents=True, exist_ok=True)
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromium = find_chromium()
     if chromium is None: print("docs_browser: FAIL: chromium not found (apt install chromium)"); sys.exit(1)
     site = Path(tempfile.mkdtemp(prefix="heart_nb_site_"))
     r = subprocess.run([str(root / ".ci" / "docs"), str(site)], capture_output=True, text=True)
     if r.returncode: print(f"docs_browser: FAIL: .ci/docs failed: {r.stderr.strip()[-800:]}"); sys.exit(1)
     pages = sorted(site.glob("*.html"))
     for p in pages: p.write_text(p.read_text().replace("</body>", PROBE + "</body>", 1))   # the probe: served copy only
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *a): pass
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{srv.server_address[1]}"
     problems, summary = [], []
-    for p in pages:
-        url = f"{base}/{p.name}"
-        run = lambda *extra: subprocess.run([chromium, *FLAGS, f"--user-data-dir={tempfile.mkdtemp(prefix='chromium_')}",
-                                             "--virtual-time-budget=10000", *extra, url], capture_output=True, text=True, timeout=120)
-        dom = run("--dump-dom").stdout
-        run("--window-size=1200,1400", f"--screenshot={out / 'screens' / (p.stem + '.png')}")
-        title = re.search(r"<title>(.*?)</title>", dom, re.S)
-        heads = len(re.findall(r"<h[12][\s>]", dom))
-        imgs = re.search(r'data-images="(\d+)/(\d+)"', dom)
-        bad = []
-        if not title or not title.group(1).strip() or title.group(1).strip().startswith("Notebook"): bad.append("no title")
-        if heads == 0: bad.append("no headings")
-        if not imgs: bad.append("the page did not finish loading")
-        elif imgs.group(1) != imgs.group(2): bad.append(f"{int(imgs.group(2)) - int(imgs.group(1))} of {imgs.group(2)} images did not load")
-        if "Traceback (most recent call last)" in dom or re.search(r'<div[^>]*data-mime-type="application/vnd.jupyter.stderr"', dom):
-            bad.append("error output")
-        if 'class="heart-nb-sidebar"' not in dom: bad.append("no sidebar")
-        summary.append(f"{p.name}: {title.group(1).strip() if title else '?'}, {heads} headings, images {imgs.group(0)[13:-1] if imgs else '?'}")
-        problems += [f"{p.name}: {b}" for b in bad]
-    srv.shutdown()
+    with serve(site) as base:
+        for p in pages:
+            url = f"{base}/{p.name}"
+            dom = browse(chromium, url, "--dump-dom", budget_ms=10000)
+            shot = out / "screens" / f"{p.stem}.png"
+            browse(chromium, url, "--window-size=1200,1400", f"--screenshot={shot}", budget_ms=10000)
+            title = re.search(r"<title>(.*?)</title>", dom, re.S)
+            heads = len(re.findall(r"<h[12][\s>]", dom))
+            imgs = re.search(r'data-images="(\d+)/(\d+)"', dom)
+            bad = []
+            if not title or not title.group(1).strip() or title.group(1).strip().startswith("Notebook"): bad.append("no title")
+            if heads == 0: bad.append("no headings")
+            if not imgs: bad.append("the page did not finish loading")
+            elif imgs.group(1) != imgs.group(2):
+                bad.append(f"{int(imgs.group(2)) - int(imgs.group(1))} of {imgs.group(2)} images did not load")
+            if "Traceback (most recent call last)" in dom or re.search(r'<div[^>]*data-mime-type="application/vnd.jupyter.stderr"', dom):
+                bad.append("error output")
+            if 'class="heart-nb-sidebar"' not in dom: bad.append("no sidebar")
+            shown = imgs.group(0)[13:-1] if imgs else "?"
+            summary.append(f"{p.name}: {title.group(1).strip() if title else '?'}, {heads} headings, images {shown}")
+            problems += [f"{p.name}: {b}" for b in bad]
     print("\n".join(summary))
     if problems: print("docs_browser: FAIL: " + "; ".join(problems)); sys.exit(1)
     print(f"docs_browser: {len(pages)} pages rendered in {Path(chromium).name}: titles, headings, images, no errors; "

@@ -8,11 +8,11 @@ its verdict line and its figure are in the rendered page. Keeps a screenshot: OU
 
     python .ci/widget_browser.py [OUT_DIR]        (exit 0: rendered; 1: not)
 """
-import functools, http.server, json, os, re, shutil, subprocess, sys, tarfile, tempfile, threading
+import json, re, shutil, subprocess, sys, tarfile, tempfile
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).parent))
+from browser import browse, find_chromium, serve  # noqa: E402
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
 CDN = {"https://cdnjs.cloudflare.com/ajax/libs/require.js/2.1.10/require.min.js": "require.js",
        "https://unpkg.com/@jupyter-widgets/html-manager@*/dist/embed-amd.js": "embed-amd.js"}
 NOTEBOOK = [                       # the first cell's output (TensorFlow's start-up lines) is removed from the page
@@ -47,7 +47,7 @@ def widget_manager(cache: Path) -> dict[str, Path]:
 
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else ".ci/out").resolve(); out.mkdir(parents=True, exist_ok=True)
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromium = find_chromium()
     if chromium is None: fail("chromium not found (apt install chromium; .ci/run installs it)")
     work = Path(tempfile.mkdtemp(prefix="heart_nb_widget_"))
     nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "outputs": [], "source": s,
@@ -72,18 +72,10 @@ def main() -> None:
     wm = widget_manager(Path.home() / ".cache" / "heart_nb" / "npm")
     shutil.copy(wm["require.js"], work); shutil.copy(wm["embed-amd.js"], work)
     shutil.copytree(wm["fonts"], work / "@jupyter-widgets" / "html-manager" / "dist")
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *a): pass
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(work)))
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{srv.server_address[1]}/panel.html"
-    def browse(*extra):
-        prof = tempfile.mkdtemp(prefix="chromium_")
-        return subprocess.run([chromium, *FLAGS, f"--user-data-dir={prof}", "--virtual-time-budget=20000", *extra, url],
-                              capture_output=True, text=True, timeout=180)
-    dom = browse("--dump-dom").stdout
-    browse("--window-size=1100,1000", f"--screenshot={out / 'panel.png'}")
-    srv.shutdown()
+    with serve(work) as base:
+        url = f"{base}/panel.html"
+        dom = browse(chromium, url, "--dump-dom")
+        browse(chromium, url, "--window-size=1100,1000", f"--screenshot={out / 'panel.png'}")
     (out / "panel_dom.html").write_text(dom)
     panel = dom[dom.find("widget-vbox"):]
     checks = {"the run and recording choosers": panel.count("widget-dropdown") >= 2,

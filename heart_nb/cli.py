@@ -98,18 +98,21 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--manifest", default=None, help="manifest of patients not used in training")
     e.add_argument("--cache", default=None)
     pr = sub.add_parser("predict", help="diagnose recordings: prediction, probabilities, quality, heart rate",
-                        description="Predict every audio file given or found (recursively) in the folders given, under a "
-                                    "trained run. A recording that fails the quality gate is 'unknown' with the reason. "
-                                    "Exit status 0 when every file was read, 1 when any could not be.")
-    pr.add_argument("files", nargs="+", metavar="FILE_OR_DIR"); pr.add_argument("--run", required=True, help="run folder")
+                        description="Predict every audio file given or found (recursively) in the folders given, "
+                                    "under a trained run. A recording that fails the quality gate is 'unknown' with "
+                                    "the reason. Exit status 0 when every file was read, 1 when any could not be.")
+    pr.add_argument("files", nargs="+", metavar="FILE_OR_DIR")
+    pr.add_argument("--run", required=True, help="run folder")
     pr.add_argument("--json", action="store_true", help="one JSON object per line: path, prediction, probabilities, "
                                                          "quality, heart_rate_bpm, error")
     pr.add_argument("--csv", default=None, metavar="OUT", help="also write every row to this CSV file")
     pr.add_argument("--engine", choices=["keras", "onnx"], default="keras",
-                    help="keras (default), or onnx: RUN_DIR/model.onnx (heart-nb export) in onnxruntime, without TensorFlow")
+                    help="keras (default), or onnx: RUN_DIR/model.onnx (heart-nb export) in onnxruntime, "
+                         "without TensorFlow")
     x = sub.add_parser("export", help="write a run's networks as one ONNX (or TFLite) file",
-                       description="Write RUN_DIR/model.onnx (or model.tflite, TensorFlow backend): the run's networks, each with "
-                                   "its standardisation, their mean out; input: a window after PCEN. predict --engine onnx uses it.")
+                       description="Write RUN_DIR/model.onnx (or model.tflite, TensorFlow backend): the run's "
+                                   "networks, each with its standardisation, their mean out; input: a window after PCEN; "
+                                   "predict --engine onnx uses it.")
     x.add_argument("--run", required=True); x.add_argument("--format", choices=["onnx", "tflite"], default="onnx")
     d = sub.add_parser("demo", help="the whole pipeline on the embedded synthetic data",
                        description="Generate a SYNTHETIC dataset and run map → features → CNN and CRNN → evaluate → predict on it.")

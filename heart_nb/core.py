@@ -71,7 +71,7 @@ class HeartConfig:
     aug_device: bool = True             # stethoscope simulation: random EQ (±6 dB), band limits, noise, hum
     aug_reverse: bool = False           # time reversal
     aug_crop_s: float = 0.0             # > 0: crops of aug_crop_s..window_s seconds, repeated to fill the window
-    normalise: str = "pcen"             # before the standardiser: 'pcen', 'window' (band means removed), 'global' (none)
+    normalise: str = "pcen"             # before the standardiser: 'pcen', 'window' (band means out), 'global' (none)
     seed: int = 42
 
     def __post_init__(self):

@@ -87,7 +87,8 @@ def plot_roc(Y: np.ndarray, P: np.ndarray, classes: list[str], title: str = "", 
             fpr, tpr, _ = skm.roc_curve(Y[:, i], P[:, i])
             ax.plot(fpr, tpr, ls=styles[i % len(styles)], lw=1.0 + 0.6 * (k - 1 - i), zorder=2 + i,
                     label=f"{c} (AUC {skm.auc(fpr, tpr):.2f})")
-    ax.plot([0, 1], [0, 1], color="0.6", lw=0.8); ax.set_xlabel("false positive rate"); ax.set_ylabel("true positive rate")
+    ax.plot([0, 1], [0, 1], color="0.6", lw=0.8)
+    ax.set_xlabel("false positive rate"); ax.set_ylabel("true positive rate")
     ax.legend(fontsize=8, loc="lower right", framealpha=0.9); ax.set_title(title, fontsize=9)
     return ax
 
@@ -144,7 +145,8 @@ def _figures(run: Run, res: dict, rec: tuple, pat: tuple, show: bool) -> None:
         k = len(run.classes); fig, axs = plt.subplots(2, k, figsize=(2.3 * k, 4.6), squeeze=False)
         for r, (lvl, _) in enumerate(levels):
             for c, cl in enumerate(run.classes):
-                plot_confusion(res[lvl]["confusion"][cl], ["no", "yes"], f"{cl}, {lvl} level, n={res[lvl]['n']}", axs[r, c])
+                title = f"{cl}, {lvl} level, n={res[lvl]['n']}"
+                plot_confusion(res[lvl]["confusion"][cl], ["no", "yes"], title, axs[r, c])
         fig.suptitle(f"{tag}: patient-wise hold-out", fontsize=9)
     fig.tight_layout(); fig.savefig(run.path / "confusion_matrix.png", dpi=100)
     fig2, axs2 = plt.subplots(1, 2, figsize=(8, 4))
@@ -176,5 +178,6 @@ def compare_runs(run_dirs: list[str | Path], level: str = "patient", show: bool 
     tab = pd.DataFrame(rows).set_index("run")
     if show:
         ax = tab[list(COMPARE_METRICS)].astype(float).plot.bar(figsize=(6, 3), rot=0, ylim=(0, 1))
-        ax.set_title(f"{level} level, held-out patients (n = {', '.join(map(str, tab.n))})"); plt.tight_layout(); plt.show()
+        ax.set_title(f"{level} level, held-out patients (n = {', '.join(map(str, tab.n))})")
+        plt.tight_layout(); plt.show()
     return tab

@@ -19,7 +19,7 @@ __all__ = ['FEATURES_VERSION', 'band_pass', 'load_audio', 'frame_windows', 'n_wi
 # %% ../nbs/03_features.ipynb #2a52a18e
 @functools.lru_cache(maxsize=64)
 def _band_gain(n: int, sr: int, band: tuple[float, float]) -> np.ndarray:
-    "Squared magnitude of the 4th-order Butterworth band-pass (scipy.signal.butter's) at the `rfft` bins of an `n`-point FFT."
+    "Squared magnitude of scipy.signal.butter's 4th-order band-pass at the `rfft` bins of an `n`-point FFT."
     warp = lambda f: 2 * sr * np.tan(np.pi * np.asarray(f, float) / sr)      # the bilinear transform's frequency map
     lo, hi, w = warp(band[0]), warp(band[1]), warp(np.fft.rfftfreq(n, 1 / sr))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -73,9 +73,8 @@ def _read_audio(path: Path, data: bytes | None) -> tuple[np.ndarray, int]:
     return sf.read(path if data is None else io.BytesIO(data), dtype="float32", always_2d=True)
 
 # %% ../nbs/03_features.ipynb #79823b42
-def load_audio(path: str | Path, cfg: HeartConfig = HeartConfig(), data: bytes | None = None) -> np.ndarray:
-    "Mono float32 samples of `path` (or of its bytes `data`, already read) at `cfg.sr`, band-passed to `cfg.band` and scaled to unit peak."
-    path = Path(path)
+def _read_mono(path: Path, cfg: HeartConfig, data: bytes | None) -> tuple[np.ndarray, int]:
+    "Mono float32 samples of `path` (or of its bytes `data`) at the file's own rate, after every reader's checks."
     try: y, sr = _read_audio(path, data)
     except Exception as e:
         why = str(e).splitlines()[0].split(">: ", 1)[-1]           # soundfile names the in-memory buffer: drop that
@@ -91,9 +90,17 @@ def load_audio(path: str | Path, cfg: HeartConfig = HeartConfig(), data: bytes |
     if peak == 0: raise HeartError(f"{path}: digital silence (every sample is 0)")
     clipped = float(np.count_nonzero(a >= 0.999 * peak)) / len(a) if peak >= 0.99 else 0.0
     if clipped > 0.01: warnings.warn(f"{path.name}: {100 * clipped:.1f}% of samples are clipped")
+    return y, sr
+
+def _prepare(y: np.ndarray, sr: int, cfg: HeartConfig) -> np.ndarray:
+    "Mono samples `y` at `sr` resampled to `cfg.sr`, band-passed to `cfg.band` and scaled to unit peak."
     if sr != cfg.sr: y = soxr.resample(y, sr, cfg.sr, quality="HQ")
     y = band_pass(y, cfg)
     y *= 1 / (np.abs(y).max() + 1e-12); return y
+
+def load_audio(path: str | Path, cfg: HeartConfig = HeartConfig(), data: bytes | None = None) -> np.ndarray:
+    "Mono float32 samples of `path` (or of its bytes `data`) at `cfg.sr`, band-passed to `cfg.band`, unit peak."
+    return _prepare(*_read_mono(Path(path), cfg, data), cfg)
 
 # %% ../nbs/03_features.ipynb #3fbc376b
 def frame_windows(y: np.ndarray, cfg: HeartConfig = HeartConfig()) -> tuple[np.ndarray, int]:
@@ -403,9 +410,9 @@ def extract_features(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig(), n
 def _build_window_file(cache: FeatureCache, paths: list, keys: list, sigs: list, ok: list, cfg: HeartConfig,
                        n_jobs: int | None, backend: str | None, progress: bool) -> tuple[str, dict]:
     "Write the windows of rows `ok` into a new window file of `cache`, fill in `keys` and the index; return the file's name and the rows that could not be read."
-    _mel_pairs(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)      # the Mel filters, built once, inherited by forked workers
+    _mel_pairs(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)      # built once, inherited by forked workers
     import scipy.fft  # noqa: F401                                      # imported once here, not in every worker
-    wbytes = 4 * cfg.n_mels * cfg.n_frames; entries = cache.index["entries"]                # (not on a warm cache: no librosa)
+    wbytes = 4 * cfg.n_mels * cfg.n_frames; entries = cache.index["entries"]
     planned, src = {}, {}
     for i in ok:
         e = entries.get(keys[i]) if keys[i] is not None else None

@@ -101,7 +101,8 @@ def attention_weights(model: keras.Model, X: np.ndarray) -> np.ndarray:
 # %% ../nbs/04_models.ipynb #81cbc15e
 def grad_cam(model: keras.Model, X: np.ndarray, class_index: int) -> np.ndarray:
     "Grad-CAM (n, time steps) of a CNN's output `class_index` for standardised windows `X`, each scaled to max 1."
-    if model.name != "heart_cnn": raise HeartError(f"grad_cam: model {model.name!r} is not the CNN (the CRNN has attention_weights)")
+    if model.name != "heart_cnn":
+        raise HeartError(f"grad_cam: model {model.name!r} is not the CNN (the CRNN has attention_weights)")
     if not 0 <= class_index < model.output_shape[-1]:
         raise HeartError(f"grad_cam: class_index {class_index} outside 0..{model.output_shape[-1] - 1}")
     S = keras.Model(model.inputs, model.get_layer("sequence").output).predict(X, verbose=0)   # (n, time, features)
@@ -109,12 +110,12 @@ def grad_cam(model: keras.Model, X: np.ndarray, class_index: int) -> np.ndarray:
     W2, b2 = model.get_layer("probs").get_weights()
     h = S.mean(axis=1) @ W1 + b1
     z = np.maximum(h, 0) @ W2 + b2
-    p = 1 / (1 + np.exp(-z)) if model.layers[-1].activation.__name__ == "sigmoid" else np.exp(z - z.max(1, keepdims=True))
-    if model.layers[-1].activation.__name__ != "sigmoid":
-        p /= p.sum(1, keepdims=True)
-        dz = p[:, class_index, None] * (np.eye(z.shape[1])[class_index] - p)    # d softmax_c / d z
+    if model.layers[-1].activation.__name__ == "sigmoid":
+        p = 1 / (1 + np.exp(-z))
+        dz = np.zeros_like(z); dz[:, class_index] = p[:, class_index] * (1 - p[:, class_index])   # d sigmoid_c / d z
     else:
-        dz = np.zeros_like(z); dz[:, class_index] = p[:, class_index] * (1 - p[:, class_index])
+        p = np.exp(z - z.max(1, keepdims=True)); p /= p.sum(1, keepdims=True)
+        dz = p[:, class_index, None] * (np.eye(z.shape[1])[class_index] - p)                   # d softmax_c / d z
     g = ((dz @ W2.T) * (h > 0)) @ W1.T                                          # d p_c / d pooled features
     cam = np.maximum(np.einsum("ntf,nf->nt", S, g), 0)
     return cam / (cam.max(axis=1, keepdims=True) + 1e-12)

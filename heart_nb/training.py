@@ -329,7 +329,8 @@ class Member:
         except Exception as e:
             why = str(e).splitlines()[0] if str(e) else type(e).__name__
             if "lambda" in why.lower():
-                raise HeartError(f"{f}: holds a Lambda layer (arbitrary Python code); refused: models load with safe_mode=True") from None
+                raise HeartError(f"{f}: holds a Lambda layer (arbitrary Python code); refused: models load with "
+                                 "safe_mode=True") from None
             raise HeartError(f"{f}: unreadable model file ({why[:160]})") from None
         return cls(net.name.removeprefix("heart_"), net, std)
 

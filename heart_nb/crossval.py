@@ -127,7 +127,7 @@ def reliability_diagram(Y: np.ndarray, P: np.ndarray, task: str, label: str = ""
 def predict_rows(member: Member, fs: FeatureSet, rows: np.ndarray) -> np.ndarray:
     "Probabilities (n, k) of `member` for the manifest rows of `fs` where `rows` is True, in manifest order."
     m = np.isin(fs.row, np.flatnonzero(rows))
-    recs, P = aggregate(member.probabilities(np.asarray(fs.X[m]), fs.row[m]), fs.row[m])
+    recs, P = aggregate(member.probabilities(fs.windows(rows), fs.row[m]), fs.row[m])
     return P[np.argsort(recs)]
 
 def load_fold(cv_dir: str | Path, k: int) -> Member:
@@ -214,7 +214,7 @@ def cross_validate(manifest: pd.DataFrame, cfg: HeartConfig, model: str = "cnn",
             fm = Member("baseline", Baseline(task, seed=cfg.seed).fit(F[tr], Y[tr])); info = {}
         else:
             sel = lambda rows: np.isin(fs.row, np.flatnonzero(rows))
-            net, std, hist = fit_model(model, np.asarray(fs.X[sel(tr)]), Y[fs.row[sel(tr)]], np.asarray(fs.X[sel(va)]),
+            net, std, hist = fit_model(model, fs.windows(tr), Y[fs.row[sel(tr)]], fs.windows(va),
                                        Y[fs.row[sel(va)]], cfg, task, d, groups=fs.row[sel(tr)], epochs=epochs,
                                        verbose=verbose)
             hist.to_csv(d / "history.csv", index=False)

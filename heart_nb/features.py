@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_features.ipynb #4a14eb98
 from __future__ import annotations
-import ctypes, functools, gc, io, os, struct, sys, json, hashlib, tempfile, time, uuid, warnings
+import ctypes, functools, gc, io, mmap, os, struct, sys, json, hashlib, tempfile, time, uuid, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np, pandas as pd, soundfile as sf, soxr
@@ -14,7 +14,7 @@ from .core import HeartConfig, HeartError
 # %% auto #0
 __all__ = ['FEATURES_VERSION', 'band_pass', 'load_audio', 'frame_windows', 'n_windows', 'planned_windows', 'log_mel',
            'recording_log_mel', 'RecordingFeatures', 'feature_key', 'recording_features', 'FeatureCache',
-           'default_backend', 'FeatureSet', 'extract_features', 'Standardiser']
+           'default_backend', 'FeatureSet', 'Windows', 'extract_features', 'Standardiser']
 
 # %% ../nbs/03_features.ipynb #2a52a18e
 @functools.lru_cache(maxsize=64)
@@ -338,12 +338,50 @@ class FeatureSet:
         return FeatureSet(np.asarray(self.X[keep]), remap[self.row[keep]], self.manifest.iloc[rows].reset_index(drop=True),
                           {p: e for p, e in self.errors.items() if p in kept}, self.padded[rows], self.params)
 
+    def windows(self, rows: np.ndarray | None = None) -> "Windows":
+        "The windows of the manifest rows `rows` (a mask or positions; default all) as `Windows`, read on demand."
+        if rows is None: return Windows(self.X)
+        rows = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows)
+        return Windows(self.X, np.flatnonzero(np.isin(self.row, rows)))
+
     def select(self, manifest: pd.DataFrame) -> "FeatureSet":
         "The windows of the recordings of `manifest`, matched by path (no recomputation)."
         pos = pd.Series(np.arange(len(self.manifest)), index=self.manifest.path.to_numpy())
         missing = [p for p in manifest.path if p not in pos.index]
         if missing: raise HeartError(f"{missing[0]}: not in these features ({len(missing)} recording(s) missing); extract them first")
         return self.subset(pos.loc[list(manifest.path)].to_numpy())
+
+# %% ../nbs/03_features.ipynb #e698c985
+class Windows:
+    "Rows `idx` of windows `X` (n, n_mels, n_frames), read on demand: from the file of a memory-mapped `X`, else from `X`."
+    def __init__(self, X: np.ndarray, idx=None):
+        self.X = X
+        idx = np.arange(len(X)) if idx is None else np.asarray(idx)
+        self.idx = np.flatnonzero(idx) if idx.dtype == bool else idx.astype(np.int64)
+        self.file = X.filename if isinstance(X, np.memmap) and isinstance(X.base, mmap.mmap) else None
+
+    @property
+    def shape(self) -> tuple: return (len(self.idx),) + tuple(self.X.shape[1:])
+    def __len__(self) -> int: return len(self.idx)
+    def __array__(self, dtype=None, copy=None) -> np.ndarray: return self[:].astype(dtype or np.float32, copy=False)
+
+    def __getitem__(self, b) -> np.ndarray:
+        "Windows at positions `b` (a slice, or integer positions in any order) as a new array."
+        rows = self.idx[b]
+        if self.file is None: return np.asarray(self.X[rows], np.float32)
+        order = np.argsort(rows, kind="stable")
+        srt = rows[order]
+        wb = int(np.prod(self.X.shape[1:])) * self.X.itemsize
+        out = np.empty((len(rows),) + tuple(self.X.shape[1:]), self.X.dtype)
+        flat = out.reshape(len(rows), -1)
+        cuts = np.flatnonzero(np.diff(srt) != 1) + 1              # runs of consecutive rows: one read each
+        fd = os.open(self.file, os.O_RDONLY)
+        try:
+            for a, z in zip(np.r_[0, cuts], np.r_[cuts, len(srt)]):
+                buf = os.pread(fd, int(z - a) * wb, self.X.offset + int(srt[a]) * wb)
+                flat[order[a:z]] = np.frombuffer(buf, self.X.dtype).reshape(int(z - a), -1)
+        finally: os.close(fd)
+        return out
 
 # %% ../nbs/03_features.ipynb #95275d3e
 def _strip_name(msg: str, path: str) -> str:
@@ -480,9 +518,14 @@ class Standardiser:
     def fit(cls, X: np.ndarray, norm: str = "global", frame_s: float = 0.04) -> "Standardiser":
         "Fit on windows `X` (n, n_mels, n_frames) after the per-window step `norm`."
         if len(X) == 0: raise HeartError("cannot fit a standardiser on zero windows")
-        Xn = _per_window(np.asarray(X), norm, frame_s)
-        mean, std = Xn.mean(axis=(0, 2)).astype(np.float32), (Xn.std(axis=(0, 2)) + 1e-6).astype(np.float32)
-        return cls(mean, std, norm, frame_s)
+        s = q = 0.0
+        for i in range(0, len(X), 512):          # 512 windows at a time: memory does not grow with the training set
+            Xn = _per_window(np.asarray(X[i:i + 512], np.float32), norm, frame_s).astype(np.float64)
+            s, q = s + Xn.sum(axis=(0, 2)), q + (Xn ** 2).sum(axis=(0, 2))
+        n = len(X) * X.shape[2]
+        mean = s / n
+        std = np.sqrt(np.maximum(q / n - mean ** 2, 0))
+        return cls(mean.astype(np.float32), (std + 1e-6).astype(np.float32), norm, frame_s)
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         "Standardised windows with a trailing channel axis (n, n_mels, n_frames, 1)."

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import CLASSES, SHIPPED, HeartConfig, HeartError, seed_everything
-from .features import FeatureSet, Standardiser, extract_features
+from .features import FeatureSet, Standardiser, Windows, extract_features
 
 # %% auto #0
 __all__ = ['KINDS', 'present_classes', 'choose_task', 'target_matrix', 'patient_split', 'assert_patient_disjoint',
-           'class_weights', 'sample_weights', 'augment_windows', 'learning_rate_at', 'training_windows', 'fit_model',
-           'summarise_windows', 'recording_summary', 'Baseline', 'Member', 'member_kinds', 'train', 'Run', 'load_run']
+           'class_weights', 'sample_weights', 'augment_windows', 'learning_rate_at', 'training_windows',
+           'validation_windows', 'fit_model', 'summarise_windows', 'recording_summary', 'Baseline', 'Member',
+           'member_kinds', 'train', 'Run', 'load_run']
 
 # %% ../nbs/05_training.ipynb #5df2ef22
 def present_classes(manifest: pd.DataFrame) -> list[str]:
@@ -188,6 +189,16 @@ def training_windows(X, Y, w, std: Standardiser, cfg: HeartConfig, seed: int, gr
             return std(xb), Y[b], w[b]
     return TrainingWindows()
 
+# %% ../nbs/05_training.ipynb #132d6685
+def validation_windows(X, Y, std: Standardiser, batch_size: int = 256):
+    "A Keras `PyDataset` of standardised validation batches (x, y), read from `X` one batch at a time."
+    from heart_nb.models import keras
+
+    class ValidationWindows(keras.utils.PyDataset):
+        def __len__(self): return int(np.ceil(len(X) / batch_size))
+        def __getitem__(self, i): return std(X[i * batch_size:(i + 1) * batch_size]), Y[i * batch_size:(i + 1) * batch_size]
+    return ValidationWindows()
+
 # %% ../nbs/05_training.ipynb #fb3a6f1e
 def _compile(model, task: str, cfg: HeartConfig):
     "Compile `model` for `task` with Adam at `cfg.learning_rate`."
@@ -217,7 +228,7 @@ def _epoch_line(epoch: int, logs: dict) -> str:
 
 def fit_model(kind: str, X, Y, Xva, Yva, cfg: HeartConfig, task: str, out_dir: str | Path, groups=None,
               epochs: int | None = None, verbose: int = 0, callbacks=()) -> tuple:
-    "Train model `kind` on raw windows `X` (targets `Y`) with the one recipe; returns (model, standardiser, history)."
+    "Train model `kind` on windows `X` (an array or `Windows`; targets `Y`) with the one recipe; returns (model, standardiser, history)."
     # verbose: 0 silent, 1 Keras's progress bar, 2 one line per epoch
     from heart_nb.models import build_model, keras
     out = Path(out_dir)
@@ -235,7 +246,7 @@ def fit_model(kind: str, X, Y, Xva, Yva, cfg: HeartConfig, task: str, out_dir: s
            keras.callbacks.CSVLogger(str(out / "history.csv"), append=True), *callbacks]
     if verbose == 2:
         cbs.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: print(_epoch_line(e, logs))))
-    net.fit(data, validation_data=(std(np.asarray(Xva)), Yva), epochs=epochs or cfg.epochs, callbacks=cbs,
+    net.fit(data, validation_data=validation_windows(Xva, Yva, std), epochs=epochs or cfg.epochs, callbacks=cbs,
             verbose=min(verbose, 1))
     hist = pd.read_csv(out / "history.csv").drop_duplicates("epoch", keep="last").reset_index(drop=True)
     return net, std, hist
@@ -256,9 +267,10 @@ def recording_summary(fs: FeatureSet, n_mfcc: int = 20) -> np.ndarray:
     "`summarise_windows` of each manifest row's windows (n_recordings, n_features); NaN rows for failed files."
     rows = pd.Series(np.arange(len(fs.row))).groupby(fs.row).indices
     if not rows: raise HeartError("no recording has features: cannot summarise")
-    first = summarise_windows(fs.X[rows[next(iter(rows))]], n_mfcc)
+    W = fs.windows()                                                    # one recording at a time from the cache
+    first = summarise_windows(W[rows[next(iter(rows))]], n_mfcc)
     out = np.full((len(fs.manifest), len(first)), np.nan, np.float32)
-    for r, idx in rows.items(): out[r] = summarise_windows(fs.X[idx], n_mfcc)
+    for r, idx in rows.items(): out[r] = summarise_windows(W[idx], n_mfcc)
     return out
 
 class Baseline:
@@ -295,11 +307,12 @@ class Member:
 
     def probabilities(self, X: np.ndarray, groups=None) -> np.ndarray:
         "Probabilities (n, k) of windows `X`; `groups`: the recording of each window (default: all one recording)."
-        if self.kind != "baseline":
-            return self.model.predict(self.standardiser(np.asarray(X)), batch_size=256, verbose=0)
+        if self.kind != "baseline":                                      # 4096 windows at a time: bounded memory
+            return np.concatenate([self.model.predict(self.standardiser(X[i:i + 4096]), batch_size=256, verbose=0)
+                                   for i in range(0, max(len(X), 1), 4096)])
         g = np.zeros(len(X), int) if groups is None else np.asarray(groups)
         keys, inv = np.unique(g, return_inverse=True)
-        F = np.stack([summarise_windows(np.asarray(X)[g == k]) for k in keys])
+        F = np.stack([summarise_windows(X[np.flatnonzero(g == k)]) for k in keys])
         return self.model.predict(F)[inv]
 
     def save(self, d: str | Path) -> None:
@@ -379,7 +392,7 @@ def train(manifest: pd.DataFrame, out_dir: str | Path, cfg: HeartConfig = HeartC
             members[kind] = {"recordings": int(rows.sum())}
             continue
         if verbose: print(f"training the {kind.upper()}")
-        net, std, hist = fit_model(kind, np.asarray(fs.X[tr]), Y[fs.row[tr]], np.asarray(fs.X[va]), Y[fs.row[va]], cfg,
+        net, std, hist = fit_model(kind, Windows(fs.X, tr), Y[fs.row[tr]], Windows(fs.X, va), Y[fs.row[va]], cfg,
                                    task, d, groups=fs.row[tr], epochs=epochs, verbose=verbose)
         Member(kind, net, std).save(d)
         vl = hist.val_loss.to_numpy()

@@ -57,7 +57,7 @@ for label, folder in [("AS", "AS"), ("N", "normal")]:
     (Path("my_dataset") / folder).mkdir(parents=True, exist_ok=True)
     for i in range(3):
         sf.write(f"my_dataset/{folder}/{folder}_{i}.wav", synth_heart_sound(label, duration_s=6.0, seed=i), 4000)
-shutil.copy(Path(sys.argv[1]) / "audio" / "MR_003_sit_Mit.wav", "my_clip.wav")
+shutil.copy(Path(sys.argv[1]) / "audio" / "MR_002_sit_Mit.wav", "my_clip.wav")
 '''
 
 def main() -> int:

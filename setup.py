@@ -26,6 +26,7 @@ lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = (cfg.get('dev_requirements') or '').split()
 onnx_requirements = (cfg.get('onnx_requirements') or '').split()
 lab_requirements = (cfg.get('lab_requirements') or '').split()
+dask_requirements = (cfg.get('dask_requirements') or '').split()
 
 setuptools.setup(
     name=cfg['lib_name'],
@@ -40,8 +41,8 @@ setuptools.setup(
     packages=setuptools.find_packages(include=['heart_nb', 'heart_nb.*']),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements + onnx_requirements + lab_requirements, 'onnx': onnx_requirements,
-                    'lab': lab_requirements},
+    extras_require={'dev': dev_requirements + onnx_requirements + lab_requirements + dask_requirements,
+                    'onnx': onnx_requirements, 'lab': lab_requirements, 'dask': dask_requirements},
     dependency_links=cfg.get('dep_links', '').split(),
     python_requires='>=' + cfg['min_python'],
     long_description=open('README.md', encoding='utf-8').read(),

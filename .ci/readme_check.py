@@ -38,13 +38,13 @@ def adapt_sh(line: str) -> tuple[str, str]:
 
 LAB_CHECK = r'''
 lab_check() {  # lab_check COMMAND: start JupyterLab, wait for its URL, fetch it, stop it
-  local log; log=$(mktemp); bash -c "$1" > "$log" 2>&1 & local pid=$!
+  set +e; local log; log=$(mktemp); bash -c "$1" > "$log" 2>&1 & local pid=$!
   local url=""; for _ in $(seq 120); do url=$(grep -o 'http://127\.0\.0\.1:[0-9]*/lab?token=[0-9a-f]*' "$log" | head -1)
     [ -n "$url" ] && break; sleep 1; done
   local code=000; [ -n "$url" ] && code=$(.venv/bin/python -c "import sys, urllib.request as u; print(u.urlopen(sys.argv[1]).status)" "$url")
   kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
   [ "$code" = 200 ] || { echo "jupyter lab: no page (url ${url:-none}, status $code)"; tail -5 "$log"; return 1; }
-  echo "jupyter lab answered 200 at ${url%%\?*}"
+  echo "jupyter lab answered 200 at ${url%%\?*}"; set -e
 }
 '''
 

@@ -297,8 +297,8 @@ def _keep_heap() -> None:
     for param, value in ((-3, 32 << 20), (-1, 64 << 20), (-2, 16 << 20)):   # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD
         mallopt(ctypes.c_int(param), ctypes.c_int(value))
 
-def _extract_into(path: str, cfg: HeartConfig, target: str, offset: int, planned: int, worker: bool = False) -> tuple:
-    "Features of one file (read once: hashed and decoded) written into `target` at byte `offset` when they fill the `planned` windows; returns (n, padded, error, warnings, windows if not written, content hash)."
+def _extract_into(path: str, cfg: HeartConfig, target: str | None, offset: int, planned: int, worker: bool = False) -> tuple:
+    "Features of one file (read once: hashed and decoded) written into `target` at byte `offset` when they fill the `planned` windows (`target` None: never); returns (n, padded, error, warnings, windows if not written, content hash)."
     if worker: _keep_heap()
     try:
         with open(path, "rb") as f: data = f.read()
@@ -306,7 +306,7 @@ def _extract_into(path: str, cfg: HeartConfig, target: str, offset: int, planned
     digest = hashlib.sha1(data).hexdigest()
     r = recording_features(path, cfg, data)
     if r.error is not None: return 0, 0, r.error, r.warnings, None, digest
-    if len(r.mel) != planned: return len(r.mel), r.padded, None, r.warnings, r.mel, digest
+    if len(r.mel) != planned or target is None: return len(r.mel), r.padded, None, r.warnings, r.mel, digest
     fd = os.open(target, os.O_WRONLY)
     try: os.pwrite(fd, np.ascontiguousarray(r.mel, np.float32).data, offset)
     finally: os.close(fd)
@@ -390,13 +390,37 @@ def _strip_name(msg: str, path: str) -> str:
         if msg.startswith(pre): return msg[len(pre):]
     return msg
 
-def _run_workers(jobs: list, cfg: HeartConfig, target: str, n_jobs: int | None, backend: str | None, progress: bool) -> list:
+def _run_on_dask(jobs: list, cfg: HeartConfig, target: str, scheduler: str, it) -> list:
+    "`_run_workers` on the Dask cluster at `scheduler` (joblib's Dask backend): workers return windows, written here."
+    from joblib import Parallel, delayed, parallel_config
+    try: from dask.distributed import Client
+    except ImportError:
+        raise HeartError("scheduler given but Dask is not installed: pip install 'heart_nb[dask]'") from None
+    try: client = Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError) as e: raise HeartError(f"no Dask scheduler at {scheduler} ({e})") from None
+    out = []
+    fd = os.open(target, os.O_WRONLY)
+    try:
+        with client, parallel_config(backend="dask"):
+            gen = Parallel(n_jobs=-1, batch_size=16, pre_dispatch="4 * n_jobs", return_as="generator")(
+                delayed(_extract_into)(p, cfg, None, o, n) for p, o, n in it)
+            for (p, o, n), r in zip(jobs, gen):              # in order, as they finish: one file's windows held at a time
+                if r[4] is not None and r[0] == n:
+                    os.pwrite(fd, np.ascontiguousarray(r[4], np.float32).data, o)
+                    r = r[:4] + (None,) + r[5:]
+                out.append(r)
+    finally: os.close(fd)
+    return out
+
+def _run_workers(jobs: list, cfg: HeartConfig, target: str, n_jobs: int | None, backend: str | None, progress: bool,
+                 scheduler: str | None = None) -> list:
     "Run `_extract_into` for each (path, byte offset, planned windows) job, in order, with a progress bar."
     from joblib import Parallel, delayed
     from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
     if n_jobs is None: n_jobs = 1 if len(jobs) < 16 else min(os.cpu_count() or 1, 8)
     it = tqdm(jobs, desc="features", unit="file", disable=not progress, leave=False)   # inputs are taken as workers free up
+    if scheduler: return _run_on_dask(jobs, cfg, target, scheduler, it)
     with threadpool_limits(1):          # one BLAS thread per process: the products are small, threads only contend
         if n_jobs == 1 or len(jobs) <= 1: return [_extract_into(p, cfg, target, o, n) for p, o, n in it]
         freeze = gc.get_freeze_count() == 0   # (a caller's own frozen objects stay frozen)
@@ -407,12 +431,13 @@ def _run_workers(jobs: list, cfg: HeartConfig, target: str, n_jobs: int | None, 
             if freeze: gc.unfreeze()
 
 def extract_features(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig(), n_jobs: int | None = None,
-                     cache_dir: str | Path | None = None, progress: bool = True, backend: str | None = None) -> FeatureSet:
-    "Log-Mel windows of every recording in `manifest`, in parallel, streamed to a cache; failures reported, not fatal."
+                     cache_dir: str | Path | None = None, progress: bool = True, backend: str | None = None,
+                     scheduler: str | None = None) -> FeatureSet:
+    "Log-Mel windows of every recording in `manifest`, in parallel (here, or on the Dask cluster at `scheduler`), streamed to a cache; failures reported, not fatal."
     if "path" not in manifest.columns: raise HeartError("manifest has no 'path' column")
     if cache_dir is None:                                  # a throw-away cache; the windows are read into memory
         with tempfile.TemporaryDirectory(prefix="heart_nb_features_") as d:
-            fs = extract_features(manifest, cfg, n_jobs, d, progress, backend)
+            fs = extract_features(manifest, cfg, n_jobs, d, progress, backend, scheduler)
             fs.X = np.array(fs.X); return fs
     manifest = manifest.reset_index(drop=True); paths = [str(p) for p in manifest.path]
     cache = FeatureCache(cache_dir); shape = (cfg.n_mels, cfg.n_frames)
@@ -426,7 +451,7 @@ def extract_features(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig(), n
     set_key = lambda: hashlib.sha1("\n".join(keys[i] for i in ok).encode()).hexdigest()
     name = cache.index["sets"].get(set_key()) if all(keys[i] is not None for i in ok) else None
     if not (name and cache.window_file(name) and all(known(keys[i]) for i in ok)):
-        name, unread = _build_window_file(cache, paths, keys, sigs, ok, cfg, n_jobs, backend, progress)  # fills in keys
+        name, unread = _build_window_file(cache, paths, keys, sigs, ok, cfg, n_jobs, backend, progress, scheduler)  # fills keys
         errors.update(unread); ok = [i for i in ok if i not in unread]
         cache.index["sets"][set_key()] = name
     cache.save()
@@ -446,7 +471,7 @@ def extract_features(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig(), n
 
 # %% ../nbs/03_features.ipynb #0e51fe04
 def _build_window_file(cache: FeatureCache, paths: list, keys: list, sigs: list, ok: list, cfg: HeartConfig,
-                       n_jobs: int | None, backend: str | None, progress: bool) -> tuple[str, dict]:
+                       n_jobs: int | None, backend: str | None, progress: bool, scheduler: str | None = None) -> tuple[str, dict]:
     "Write the windows of rows `ok` into a new window file of `cache`, fill in `keys` and the index; return the file's name and the rows that could not be read."
     _mel_pairs(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)      # built once, inherited by forked workers
     import scipy.fft  # noqa: F401                                      # imported once here, not in every worker
@@ -463,7 +488,8 @@ def _build_window_file(cache: FeatureCache, paths: list, keys: list, sigs: list,
         for i, e in src.items():
             if e["n"]: _copy_bytes(cache.root / e["set"], fd, e["start"] * wbytes, off[i] * wbytes, e["n"] * wbytes)
         todo = [i for i in ok if i not in src]
-        res = dict(zip(todo, _run_workers([(paths[i], off[i] * wbytes, planned[i]) for i in todo], cfg, target, n_jobs, backend, progress)))
+        jobs = [(paths[i], off[i] * wbytes, planned[i]) for i in todo]
+        res = dict(zip(todo, _run_workers(jobs, cfg, target, n_jobs, backend, progress, scheduler)))
         unread = {i: res[i][2] for i in todo if res[i][5] is None}
         final_n = {i: (src[i]["n"] if i in src else res[i][0]) for i in ok if i not in unread}
         if any(final_n.get(i, 0) != planned[i] for i in todo):  # a failure or a wrong prediction: lay out again

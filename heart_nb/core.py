@@ -72,6 +72,7 @@ class HeartConfig:
     aug_reverse: bool = False           # time reversal
     aug_crop_s: float = 0.0             # > 0: crops of aug_crop_s..window_s seconds, repeated to fill the window
     normalise: str = "pcen"             # before the standardiser: 'pcen', 'window' (band means out), 'global' (none)
+    distribution: str = "none"          # 'data_parallel': every batch split over all GPUs (or CPUs) of this machine
     seed: int = 42
 
     def __post_init__(self):
@@ -106,6 +107,8 @@ class HeartConfig:
         need(self.normalise in ("global", "window", "pcen"),
              f"normalise must be 'global', 'window' or 'pcen', got {self.normalise!r}")
         need(self.train_windows >= 0, f"train_windows must be >= 0 (0: all), got {self.train_windows}")
+        need(self.distribution in ("none", "data_parallel"),
+             f"distribution must be 'none' or 'data_parallel', got {self.distribution!r}")
 
     @property
     def window_samples(self) -> int: return int(round(self.window_s * self.sr))

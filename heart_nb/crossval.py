@@ -137,6 +137,11 @@ def load_fold(cv_dir: str | Path, k: int) -> Member:
         raise HeartError(f"{d}: no saved fold model (cross-validate again with this version to save one)")
     return Member.load(d)
 
+# %% ../nbs/06a_crossval.ipynb #b4aeebea
+def _model_config(cfg: HeartConfig) -> dict:
+    "The config as a cross-validation folder records it: everything but how training is spread over devices."
+    return {k: v for k, v in json.loads(cfg.to_json()).items() if k != "distribution"}
+
 # %% ../nbs/06a_crossval.ipynb #e8b88796
 def single_label(manifest: pd.DataFrame) -> pd.DataFrame:
     "The recordings of patients with exactly one class (the multi-class subset)."
@@ -191,7 +196,7 @@ def cross_validate(manifest: pd.DataFrame, cfg: HeartConfig, model: str = "cnn",
     classes = present_classes(man); Y = target_matrix(man, classes)
     fold = patient_folds(man, cfg.folds, cfg.seed); audit_folds(man, fold)
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="heart_nb_cv_"))
-    meta = {"model": model, "task": task, "classes": classes, "folds": cfg.folds, "config": json.loads(cfg.to_json()),
+    meta = {"model": model, "task": task, "classes": classes, "folds": cfg.folds, "config": _model_config(cfg),
             "patients": int(man.patient_id.nunique()), "recordings": int(len(man))}
     out.mkdir(parents=True, exist_ok=True)
     if (out / "cv.json").exists():

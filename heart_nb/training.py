@@ -14,8 +14,8 @@ from .features import FeatureSet, Standardiser, Windows, extract_features
 # %% auto #0
 __all__ = ['KINDS', 'present_classes', 'choose_task', 'target_matrix', 'patient_split', 'assert_patient_disjoint',
            'class_weights', 'sample_weights', 'augment_windows', 'learning_rate_at', 'training_windows',
-           'validation_windows', 'fit_model', 'summarise_windows', 'recording_summary', 'Baseline', 'Member',
-           'member_kinds', 'train', 'Run', 'load_run']
+           'validation_windows', 'distribution_scope', 'fit_model', 'summarise_windows', 'recording_summary',
+           'Baseline', 'Member', 'member_kinds', 'train', 'Run', 'load_run']
 
 # %% ../nbs/05_training.ipynb #5df2ef22
 def present_classes(manifest: pd.DataFrame) -> list[str]:
@@ -165,8 +165,9 @@ def learning_rate_at(epoch: int, cfg: HeartConfig = HeartConfig()) -> float:
     return peak * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t)))
 
 # %% ../nbs/05_training.ipynb #7c3a4312
-def training_windows(X, Y, w, std: Standardiser, cfg: HeartConfig, seed: int, groups=None):
+def training_windows(X, Y, w, std: Standardiser, cfg: HeartConfig, seed: int, groups=None, replicas: int = 1):
     "A Keras `PyDataset` of augmented, standardised training batches (x, y, sample weight) drawn per epoch."
+    # replicas > 1: a batch is split over that many devices, so its size is cut to a multiple of it
     from heart_nb.models import keras
     g = np.arange(len(X)) if groups is None or cfg.train_windows == 0 else np.asarray(groups)
     k = cfg.train_windows or len(X)
@@ -182,24 +183,44 @@ def training_windows(X, Y, w, std: Standardiser, cfg: HeartConfig, seed: int, gr
             rng = np.random.default_rng([seed, epoch])
             self.epoch = epoch
             self.idx = rng.permutation(np.concatenate([rng.choice(m, min(k, len(m)), replace=False) for m in members]))
-        def __len__(self): return int(np.ceil(n / cfg.batch_size))
+        def __len__(self): return n // cfg.batch_size + (n % cfg.batch_size >= replicas)
         def __getitem__(self, i):
             b = np.sort(self.idx[i * cfg.batch_size:(i + 1) * cfg.batch_size])
+            b = b[:len(b) - len(b) % replicas]
             xb = augment_windows(X[b], np.random.default_rng([seed, self.epoch, i]), cfg)
             return std(xb), Y[b], w[b]
     return TrainingWindows()
 
 # %% ../nbs/05_training.ipynb #132d6685
-def validation_windows(X, Y, std: Standardiser, batch_size: int = 256):
+def validation_windows(X, Y, std: Standardiser, batch_size: int = 256, replicas: int = 1):
     "A Keras `PyDataset` of standardised validation batches (x, y), read from `X` one batch at a time."
     from heart_nb.models import keras
+    n = len(X) - len(X) % replicas                           # split over `replicas` devices: a multiple of them
 
     class ValidationWindows(keras.utils.PyDataset):
-        def __len__(self): return int(np.ceil(len(X) / batch_size))
-        def __getitem__(self, i): return std(X[i * batch_size:(i + 1) * batch_size]), Y[i * batch_size:(i + 1) * batch_size]
+        def __len__(self): return int(np.ceil(n / batch_size))
+        def __getitem__(self, i):
+            s = slice(i * batch_size, min((i + 1) * batch_size, n))
+            return std(X[s]), Y[s]
     return ValidationWindows()
 
 # %% ../nbs/05_training.ipynb #fb3a6f1e
+def distribution_scope(cfg: HeartConfig) -> tuple:
+    "(context, replicas): where to build, compile and fit a network under `cfg.distribution` on this Keras backend."
+    import contextlib
+    from heart_nb.models import keras
+    if cfg.distribution == "none": return contextlib.nullcontext(), 1
+    backend = keras.backend.backend()
+    if backend == "jax":                            # every GPU (else every CPU device) of this process, one batch axis
+        dist = keras.distribution.DataParallel(devices=keras.distribution.list_devices())
+        return dist.scope(), int(np.size(dist.device_mesh.devices))
+    if backend == "tensorflow":
+        import tensorflow as tf
+        devices = [d.name for d in tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")]
+        strategy = tf.distribute.MirroredStrategy(devices)
+        return strategy.scope(), strategy.num_replicas_in_sync
+    raise HeartError(f"distribution='data_parallel' needs the JAX or TensorFlow backend, not {backend}")
+
 def _compile(model, task: str, cfg: HeartConfig):
     "Compile `model` for `task` with Adam at `cfg.learning_rate`."
     import keras
@@ -237,8 +258,9 @@ def fit_model(kind: str, X, Y, Xva, Yva, cfg: HeartConfig, task: str, out_dir: s
     if fresh: (out / "history.csv").unlink(missing_ok=True)
     seed_everything(cfg.seed)
     std = Standardiser.fit(X, cfg.normalise, cfg.hop_length / cfg.sr)
-    net = _compile(build_model(kind, cfg, Y.shape[1], multilabel=task == "multilabel"), task, cfg)
-    data = training_windows(X, Y, sample_weights(Y, class_weights(Y)), std, cfg, cfg.seed, groups)
+    scope, r = distribution_scope(cfg)
+    if cfg.batch_size % r: raise HeartError(f"batch_size {cfg.batch_size} is not a multiple of the {r} devices")
+    data = training_windows(X, Y, sample_weights(Y, class_weights(Y)), std, cfg, cfg.seed, groups, replicas=r)
     cbs = [keras.callbacks.BackupAndRestore(str(out / "backup")),
            keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: data.set_epoch(e)),
            keras.callbacks.LearningRateScheduler(lambda e: learning_rate_at(e, cfg)),
@@ -246,8 +268,10 @@ def fit_model(kind: str, X, Y, Xva, Yva, cfg: HeartConfig, task: str, out_dir: s
            keras.callbacks.CSVLogger(str(out / "history.csv"), append=True), *callbacks]
     if verbose == 2:
         cbs.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: print(_epoch_line(e, logs))))
-    net.fit(data, validation_data=validation_windows(Xva, Yva, std), epochs=epochs or cfg.epochs, callbacks=cbs,
-            verbose=min(verbose, 1))
+    with scope:                                        # one scope: model variables and batches on the same devices
+        net = _compile(build_model(kind, cfg, Y.shape[1], multilabel=task == "multilabel"), task, cfg)
+        net.fit(data, validation_data=validation_windows(Xva, Yva, std, replicas=r), epochs=epochs or cfg.epochs,
+                callbacks=cbs, verbose=min(verbose, 1))
     hist = pd.read_csv(out / "history.csv").drop_duplicates("epoch", keep="last").reset_index(drop=True)
     return net, std, hist
 

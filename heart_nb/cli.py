@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, json, os, sys, time, warnings
 from pathlib import Path
 import pandas as pd
-from .core import CLASSES, SHIPPED, HeartConfig, HeartError
+from .core import CLASSES, SHIPPED, HeartConfig, HeartError, atomic_path, atomic_write_text
 from .mapping import PRESETS
 
 # %% auto #0
@@ -180,7 +180,7 @@ def _run(a) -> int:
         for q in rows:
             if q["metric"] in ("lesion_macro_auroc", "lesion_macro_f1", "macro_auroc", "macro_f1", "balanced_accuracy"):
                 print(f"{q['level']:9s} {q['metric']:20s} {q['mean']:.3f} [{q['ci_low']:.3f}, {q['ci_high']:.3f}]")
-        (Path(a.cv) / "cv_metrics.json").write_text(json.dumps(rows, indent=1)); plot_cv([r], Path(a.cv) / "cv.png")
+        atomic_write_text(Path(a.cv) / "cv_metrics.json", json.dumps(rows, indent=1)); plot_cv([r], Path(a.cv) / "cv.png")
         print(f"wrote {Path(a.cv) / 'cv_metrics.json'} and {Path(a.cv) / 'cv.png'}")
     elif a.command == "evaluate":
         from heart_nb.mapping import read_manifest
@@ -242,7 +242,7 @@ def _predict(a) -> int:
     if a.csv:
         flat = [{k: v for k, v in r.items() if k != "probabilities"} | {f"p_{c}": r.get("probabilities", {}).get(c)
                 for c in pred.classes} for r in rows]
-        pd.DataFrame(flat).to_csv(a.csv, index=False)
+        with atomic_path(a.csv) as t: pd.DataFrame(flat).to_csv(t, index=False)
     return 1 if any(r["error"] for r in rows) else 0
 
 # %% ../nbs/09_cli.ipynb #ceaf4568

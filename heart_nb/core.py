@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #f0c147e2
 from __future__ import annotations
-import os, json, random, dataclasses
+import contextlib, os, json, random, dataclasses, uuid
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
@@ -13,7 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 # %% auto #0
-__all__ = ['CLASSES', 'LESIONS', 'SHIPPED', 'CLASS_NAMES', 'HeartError', 'HeartConfig', 'seed_everything', 'find_bmdhs']
+__all__ = ['CLASSES', 'LESIONS', 'SHIPPED', 'CLASS_NAMES', 'HeartError', 'HeartConfig', 'atomic_path', 'atomic_write_text',
+           'seed_everything', 'find_bmdhs']
 
 # %% ../nbs/00_core.ipynb #5da0b6dd
 CLASSES: tuple[str, ...] = ("N", "AR", "MR", "TR", "AS", "MS", "PS")
@@ -126,7 +127,7 @@ class HeartConfig:
     def to_json(self, path: str | Path | None = None) -> str:
         "The config as JSON text, also written to `path` when given."
         text = json.dumps(asdict(self), indent=1)
-        if path is not None: Path(path).write_text(text)
+        if path is not None: atomic_write_text(path, text)
         return text
 
     @classmethod
@@ -137,6 +138,21 @@ class HeartConfig:
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
         if unknown: raise HeartError(f"HeartConfig: unknown key(s) {unknown} in {str(src)[:80]}")
         return cls(**d)
+
+# %% ../nbs/00_core.ipynb #0038e7af
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    "A temporary path beside `path` (same suffix) to write to, renamed onto `path` when the block ends without error."
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally: tmp.unlink(missing_ok=True)
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    "Write `text` to `path` atomically."
+    with atomic_path(path) as t: t.write_text(text)
 
 # %% ../nbs/00_core.ipynb #295ffa05
 def seed_everything(seed: int) -> None:

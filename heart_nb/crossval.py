@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from sklearn.model_selection import StratifiedGroupKFold
-from .core import CLASSES, LESIONS, HeartConfig, HeartError, seed_everything
+from .core import CLASSES, LESIONS, HeartConfig, HeartError, atomic_path, atomic_write_text, seed_everything
 from .features import FeatureSet, Standardiser, extract_features
 from .training import present_classes, target_matrix, fit_model, recording_summary, Baseline, Member
 from .evaluation import aggregate, plot_confusion
@@ -203,7 +203,7 @@ def cross_validate(manifest: pd.DataFrame, cfg: HeartConfig, model: str = "cnn",
         old = json.loads((out / "cv.json").read_text())
         diff = [k for k in meta if old.get(k) != meta[k]]
         if diff: raise HeartError(f"{out}: holds a cross-validation with another {', '.join(diff)}; use a new folder")
-    (out / "cv.json").write_text(json.dumps(meta, indent=1))
+    atomic_write_text(out / "cv.json", json.dumps(meta, indent=1))
     F = recording_summary(fs) if model == "baseline" else None
     ok = np.isin(np.arange(len(man)), fs.row)                           # recordings with features
     preds, infos = [], []
@@ -222,7 +222,7 @@ def cross_validate(manifest: pd.DataFrame, cfg: HeartConfig, model: str = "cnn",
             net, std, hist = fit_model(model, fs.windows(tr), Y[fs.row[sel(tr)]], fs.windows(va),
                                        Y[fs.row[sel(va)]], cfg, task, d, groups=fs.row[sel(tr)], epochs=epochs,
                                        verbose=verbose)
-            hist.to_csv(d / "history.csv", index=False)
+            with atomic_path(d / "history.csv") as t: hist.to_csv(t, index=False)
             fm = Member(model, net, std)
             info = {"epochs_run": int(len(hist)), "best_epoch": int(np.argmin(hist.val_loss.to_numpy())) + 1, "params": int(net.count_params()),
                     "loss": hist.loss.round(4).tolist(), "val_loss": hist.val_loss.round(4).tolist()}
@@ -237,7 +237,8 @@ def cross_validate(manifest: pd.DataFrame, cfg: HeartConfig, model: str = "cnn",
         pr = pd.concat(parts, ignore_index=True)
         info.update(fold=k, seconds=round(time.time() - t0, 1), **_fit_on_validation(pr, classes, task),
                     patients={"train": int(man.patient_id[tr].nunique()), "val": int(man.patient_id[va].nunique()), "test": int(man.patient_id[te].nunique())})
-        pr.to_csv(d / "predictions.csv", index=False); (d / "fold.json").write_text(json.dumps(info, indent=1))
+        with atomic_path(d / "predictions.csv") as t: pr.to_csv(t, index=False)
+        atomic_write_text(d / "fold.json", json.dumps(info, indent=1))             # last: the fold is done
         preds.append(pr); infos.append(info)
     res = CVResult(model, task, classes, pd.concat(preds, ignore_index=True), infos)
     test = res.predictions[res.predictions.role == "test"]

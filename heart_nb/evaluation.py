@@ -10,7 +10,7 @@ import numpy as np, pandas as pd
 import matplotlib
 import matplotlib.pyplot as plt
 from sklearn import metrics as skm
-from .core import HeartError
+from .core import HeartError, atomic_write_text
 from .features import FeatureSet, extract_features
 from .training import Run, load_run, target_matrix
 
@@ -128,7 +128,7 @@ def evaluate_run(run_dir: str | Path, manifest: pd.DataFrame | None = None, spli
            "data_note": run.info.get("data_note", ""), "failed_files": fs.errors,
            "recording": compute_metrics(Yr, Pr, run.classes, run.task),
            "patient": compute_metrics(Yp, Pp, run.classes, run.task)}
-    (d / "metrics.json").write_text(json.dumps(res, indent=1))
+    atomic_write_text(d / "metrics.json", json.dumps(res, indent=1))
     _figures(run, res, (Yr, Pr), (Yp, Pp), show)
     return res
 

@@ -75,6 +75,9 @@ def _read_audio(path: Path, data: bytes | None) -> tuple[np.ndarray, int]:
 # %% ../nbs/03_features.ipynb #79823b42
 def _read_mono(path: Path, cfg: HeartConfig, data: bytes | None) -> tuple[np.ndarray, int]:
     "Mono float32 samples of `path` (or of its bytes `data`) at the file's own rate, after every reader's checks."
+    if data is None and not path.is_file():
+        raise HeartError(f"{path}: is a folder, not an audio file" if path.is_dir() else f"{path}: no such file")
+    if (len(data) if data is not None else path.stat().st_size) == 0: raise HeartError(f"{path}: empty file (0 bytes)")
     try: y, sr = _read_audio(path, data)
     except Exception as e:
         why = str(e).splitlines()[0].split(">: ", 1)[-1]           # soundfile names the in-memory buffer: drop that
@@ -297,12 +300,18 @@ def _keep_heap() -> None:
     for param, value in ((-3, 32 << 20), (-1, 64 << 20), (-2, 16 << 20)):   # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD
         mallopt(ctypes.c_int(param), ctypes.c_int(value))
 
+def _os_error(path, e: OSError) -> str:
+    "The one-line message for a file the system would not open."
+    if isinstance(e, IsADirectoryError): return f"{path}: is a folder, not an audio file"
+    if isinstance(e, FileNotFoundError): return f"{path}: no such file"
+    return f"{path}: unreadable audio file ({e.strerror})"
+
 def _extract_into(path: str, cfg: HeartConfig, target: str | None, offset: int, planned: int, worker: bool = False) -> tuple:
     "Features of one file (read once: hashed and decoded) written into `target` at byte `offset` when they fill the `planned` windows (`target` None: never); returns (n, padded, error, warnings, windows if not written, content hash)."
     if worker: _keep_heap()
     try:
         with open(path, "rb") as f: data = f.read()
-    except OSError as e: return 0, 0, f"{path}: unreadable audio file ({e.strerror})", (), None, None
+    except OSError as e: return 0, 0, _os_error(path, e), (), None, None
     digest = hashlib.sha1(data).hexdigest()
     r = recording_features(path, cfg, data)
     if r.error is not None: return 0, 0, r.error, r.warnings, None, digest
@@ -444,7 +453,7 @@ def extract_features(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig(), n
     keys, sigs, errors = [None] * len(paths), [None] * len(paths), {}
     for i, p in enumerate(paths):               # files hashed before (same size and time) need no reading here
         try: keys[i], sigs[i] = cache.known_key(p, cfg)
-        except OSError as e: errors[i] = f"{p}: unreadable audio file ({e.strerror})"
+        except OSError as e: errors[i] = _os_error(p, e)
     ok = [i for i in range(len(paths)) if i not in errors]
     entries = cache.index["entries"]
     known = lambda k: k in entries and (entries[k]["set"] is None or cache.window_file(entries[k]["set"]) is not None)

@@ -6,8 +6,8 @@
 from __future__ import annotations
 import os, re, hashlib
 from pathlib import Path
-import pandas as pd
-from .core import CLASSES, HeartError
+import numpy as np, pandas as pd
+from .core import CLASSES, HeartError, atomic_path
 from .annotations import load_annotations, normalise_patient_id, parse_label_text
 
 # %% auto #0
@@ -93,8 +93,9 @@ def write_manifest(manifest: pd.DataFrame, path: str | Path, report: pd.DataFram
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     out = manifest.copy(); base = path.parent.resolve()
     out["path"] = [os.path.relpath(Path(p).resolve(), base) for p in out.path]
-    out.to_csv(path, index=False)
-    if report is not None: report.to_csv(report_path(path), index=False)
+    with atomic_path(path) as t: out.to_csv(t, index=False)
+    if report is not None:
+        with atomic_path(report_path(path)) as t: report.to_csv(t, index=False)
     return path
 
 def read_manifest(path: str | Path) -> pd.DataFrame:
@@ -106,6 +107,12 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     missing = [c for c in ("path", "patient_id", "label") if c not in man.columns]
     if missing: raise HeartError(f"{path}: manifest lacks column(s) {missing}; expected {list(MANIFEST_COLUMNS)}")
     if man.empty: raise HeartError(f"{path}: manifest has no rows")
+    dup = man.path.duplicated(keep=False)
+    if dup.any():
+        r = np.flatnonzero(dup.to_numpy())
+        twin = r[man.path.iloc[r].to_numpy() == man.path.iloc[r[0]]]
+        raise HeartError(f"{path}: rows {twin[0] + 2} and {twin[1] + 2} list the same recording {man.path.iloc[r[0]]}; "
+                         "each recording once")
     for c in CLASSES:
         if c not in man.columns: man[c] = [int(c in str(l).split("+")) for l in man.label]
     bad = man[~man[list(CLASSES)].isin([0, 1]).all(axis=1)]

@@ -231,11 +231,13 @@ def plot_prediction(predictor: Predictor, path: str | Path | Analysis, fig=None)
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
 
 def audio_files(sources) -> list[Path]:
-    "Files to predict: each folder of `sources` searched recursively for audio (sorted), each file as given."
+    "Files to predict: each folder of `sources` searched recursively for audio (sorted), anything else as given."
     out = []
     for s in [sources] if isinstance(sources, (str, Path)) else sources:
         s = Path(s)
-        if s.is_dir(): out += sorted(f for f in s.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file())
+        found = s.rglob("*") if s.is_dir() else []
+        found = sorted(f for f in found if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file())
+        if found: out += found                            # a folder without audio keeps its row ('is a folder')
         else: out.append(s)                               # a missing file still gets its row ('no such file')
     return out
 
@@ -249,7 +251,7 @@ def prediction_panel(runs, source):
     if not runs: raise HeartError("prediction_panel: no run given")
     if isinstance(source, (str, Path)) and not Path(source).exists():
         raise HeartError(f"prediction_panel: {source}: no such file or folder")
-    files = audio_files(source)
+    files = [f for f in audio_files(source) if f.is_file()]
     if not files: raise HeartError(f"prediction_panel: no audio files in {source}")
     loaded = {}
     def predictor(i: int) -> Predictor:

@@ -8,7 +8,7 @@ import functools, json, math, shutil, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import CLASSES, SHIPPED, HeartConfig, HeartError, seed_everything
+from .core import CLASSES, SHIPPED, HeartConfig, HeartError, atomic_path, atomic_write_text, seed_everything
 from .features import FeatureSet, Standardiser, Windows, extract_features
 
 # %% auto #0
@@ -229,19 +229,46 @@ def _compile(model, task: str, cfg: HeartConfig):
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=[acc(name="accuracy")])
     return model
 
-def _early_stopping(cfg: HeartConfig):
+def _early_stopping(cfg: HeartConfig, state_dir: str | Path | None = None):
     "Early stopping on the validation loss that keeps the best epoch, and never stops while the rate still decays."
+    # state_dir: its state (best loss, best epoch, wait, best weights) is saved there after every epoch, in two files
+    # used in turn, so a resumed run carries on with the state of the last epoch the backup holds
     from heart_nb.models import keras
     min_epochs = cfg.decay_epochs if cfg.schedule == "cosine" else 0
 
     class EarlyStoppingAfterDecay(keras.callbacks.EarlyStopping):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            self.resuming = state_dir is not None
+        def on_epoch_begin(self, epoch, logs=None):
+            if not self.resuming: return
+            self.resuming = False
+            f = Path(state_dir) / f"early_stopping_{(epoch - 1) % 2}.npz"
+            if epoch == 0 or not f.exists(): return
+            with np.load(f) as z:
+                if int(z["after_epoch"]) != epoch - 1: return
+                self.best = None if np.isnan(z["best"]) else float(z["best"])
+                self.best_epoch, self.wait = int(z["best_epoch"]), int(z["wait"])
+                self.best_weights = [z[f"w{i}"] for i in range(int(z["n"]))] if int(z["n"]) else None
         def on_epoch_end(self, epoch, logs=None):
             super().on_epoch_end(epoch, logs)
             if epoch + 1 < min_epochs:
                 self.model.stop_training = False
                 self.stopped_epoch = 0
+            if state_dir is None: return
+            Path(state_dir).mkdir(parents=True, exist_ok=True)
+            w = self.best_weights or []
+            with atomic_path(Path(state_dir) / f"early_stopping_{epoch % 2}.npz") as t:
+                np.savez(t, after_epoch=epoch, best=np.nan if self.best is None else self.best,
+                         best_epoch=self.best_epoch, wait=self.wait, n=len(w), **{f"w{i}": a for i, a in enumerate(w)})
     return EarlyStoppingAfterDecay("val_loss", min_delta=cfg.min_delta, patience=cfg.patience,
                                    restore_best_weights=True)
+
+def _reseed_dropout(model, seed: int, epoch: int) -> None:
+    "Set every random layer's seed state from (seed, layer, epoch): an epoch's dropout masks depend on nothing else."
+    for i, layer in enumerate(model.layers):
+        sg = getattr(layer, "seed_generator", None)
+        if sg is not None: sg.state.assign(np.array([seed + i, epoch], dtype=sg.state.dtype))
 
 def _epoch_line(epoch: int, logs: dict) -> str:
     "One line for a finished epoch: its losses, accuracies and learning rate."
@@ -261,17 +288,19 @@ def fit_model(kind: str, X, Y, Xva, Yva, cfg: HeartConfig, task: str, out_dir: s
     scope, r = distribution_scope(cfg)
     if cfg.batch_size % r: raise HeartError(f"batch_size {cfg.batch_size} is not a multiple of the {r} devices")
     data = training_windows(X, Y, sample_weights(Y, class_weights(Y)), std, cfg, cfg.seed, groups, replicas=r)
-    cbs = [keras.callbacks.BackupAndRestore(str(out / "backup")),
+    cbs = [_early_stopping(cfg, out / "backup"),       # before the backup: its state is saved first
+           keras.callbacks.BackupAndRestore(str(out / "backup")),
            keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: data.set_epoch(e)),
+           keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: _reseed_dropout(net, cfg.seed, e)),
            keras.callbacks.LearningRateScheduler(lambda e: learning_rate_at(e, cfg)),
-           _early_stopping(cfg),
            keras.callbacks.CSVLogger(str(out / "history.csv"), append=True), *callbacks]
     if verbose == 2:
         cbs.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: print(_epoch_line(e, logs))))
     with scope:                                        # one scope: model variables and batches on the same devices
         net = _compile(build_model(kind, cfg, Y.shape[1], multilabel=task == "multilabel"), task, cfg)
         net.fit(data, validation_data=validation_windows(Xva, Yva, std, replicas=r), epochs=epochs or cfg.epochs,
-                callbacks=cbs, verbose=min(verbose, 1))
+                callbacks=cbs, verbose=int(verbose == 1), shuffle=False)   # the draw shuffles; Keras's would
+                                                                            # use Python's global `random`      # 2: our one line per epoch, not Keras's bar
     hist = pd.read_csv(out / "history.csv").drop_duplicates("epoch", keep="last").reset_index(drop=True)
     return net, std, hist
 
@@ -345,10 +374,10 @@ class Member:
         d.mkdir(parents=True, exist_ok=True)
         if self.kind == "baseline":
             import joblib
-            joblib.dump(self.model, d / "baseline.joblib")
+            with atomic_path(d / "baseline.joblib") as t: joblib.dump(self.model, t)
             return
-        self.model.save(d / "model.keras")
-        self.standardiser.save(d / "standardiser.npz")
+        with atomic_path(d / "model.keras") as t: self.model.save(t)
+        with atomic_path(d / "standardiser.npz") as t: self.standardiser.save(t)
 
     @classmethod
     def load(cls, d: str | Path, network: bool = True) -> "Member":
@@ -424,14 +453,14 @@ def train(manifest: pd.DataFrame, out_dir: str | Path, cfg: HeartConfig = HeartC
                          "best_val_loss": float(np.min(vl)), "params": int(net.count_params())}
     cfg.to_json(out / "config.json")
     sm = manifest.assign(split=split)
-    sm.to_csv(out / "split.csv", index=False)
+    with atomic_path(out / "split.csv") as t: sm.to_csv(t, index=False)
     pats = sm.drop_duplicates("patient_id").split.value_counts().to_dict()
     info = {"model": model, "members": members, "task": task, "classes": classes, "epochs_max": epochs or cfg.epochs,
             "patients": {k: int(pats.get(k, 0)) for k in ("train", "val", "test")},
             "recordings": {k: int((split == k).sum()) for k in ("train", "val", "test")},
             "windows": {"train": int(tr.sum()), "val": int(va.sum())}, "failed_files": fs.errors,
             "data_note": data_note, "seconds": round(time.time() - t0, 1)}
-    (out / "run.json").write_text(json.dumps(info, indent=1))
+    atomic_write_text(out / "run.json", json.dumps(info, indent=1))      # last: a run folder without it is unfinished
     return out
 
 # %% ../nbs/05_training.ipynb #5384e09c

@@ -16,7 +16,7 @@ It prints a table, then, last, one JSON line exactly:
 {"extract_throughput_ratio": tput10x/tput1x, "extract_rss_ratio": rss10x/rss1x, "train_throughput_ratio": ...,
  "train_rss_ratio": ...}. Targets (issue #14): throughput ratios within 0.8-1.2, RSS ratios <= 1.5.
 
-    python bench/scale.py [--scales 1,4,10] [--out bench/results/scale.txt]
+    python bench/scale.py [--scales 1,4,10] [--out bench/results/scale.txt] [--train-source memory]
 """
 import argparse, json, os, resource, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -62,7 +62,7 @@ def child_extract(manifest: str, cache: str) -> dict:
     return {"recordings": len(man), "windows": len(fs.X), "seconds": dt, "throughput": len(man) / dt,
             "rss_mb": max(peak_rss_mb(), workers), "caller_rss_mb": peak_rss_mb(), "worker_rss_mb": workers}
 
-def child_train(manifest: str, cache: str, work: str) -> dict:
+def child_train(manifest: str, cache: str, work: str, source: str = "stream") -> dict:
     import numpy as np, pandas as pd
     from heart_nb.core import HeartConfig
     from heart_nb.features import extract_features
@@ -81,7 +81,9 @@ def child_train(manifest: str, cache: str, work: str) -> dict:
         def on_train_batch_end(self, batch, logs=None):
             if batch == 19: marks["start"] = (batch, time.perf_counter())
             marks["end"] = (batch, time.perf_counter())
-    fit_model("cnn", fs.windows(tr), Y[fs.row[wtr]], fs.windows(va), Y[fs.row[wva]], cfg, "multilabel", work,
+    Xtr, Xva = fs.windows(tr), fs.windows(va)
+    if source == "memory": Xtr, Xva = np.asarray(Xtr), np.asarray(Xva)           # the old path, for comparison
+    fit_model("cnn", Xtr, Y[fs.row[wtr]], Xva, Y[fs.row[wva]], cfg, "multilabel", work,
               groups=fs.row[wtr], epochs=1, callbacks=[Clock()])
     (b0, t0), (b1, t1) = marks["start"], marks["end"]
     n = min((b1 + 1) * cfg.batch_size, int(wtr.sum())) - (b0 + 1) * cfg.batch_size
@@ -99,6 +101,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scales", default="1,4,10", help="dataset sizes as multiples of BMD-HS (first and last: the ratios)")
     ap.add_argument("--out", default=None, help="also write the printed report here")
+    ap.add_argument("--train-source", choices=["stream", "memory"], default="stream",
+                    help="memory: training windows read into memory first (the path before streaming), to compare")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -108,7 +112,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="heart_nb_scale_"))
     lines, res = [], {}
     say = lambda s: (print(s, flush=True), lines.append(s))
-    say(f"# bench/scale.py --scales {a.scales}, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPU cores, "
+    say(f"# bench/scale.py --scales {a.scales} --train-source {a.train_source}, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPU cores, "
         f"Python {sys.version.split()[0]}; synthetic recordings of {SECONDS:g} s at 4 kHz, {BMDHS} = 1x (BMD-HS)")
     say(f"{'scale':>6} {'recordings':>10} {'generate s':>10} | {'extract s':>9} {'rec/s':>7} {'peak RSS MB':>11} | "
         f"{'train windows':>13} {'windows/s':>9} {'peak RSS MB':>11}")
@@ -117,7 +121,7 @@ def main() -> None:
             n = int(round(BMDHS * s)); d = work / f"x{s:g}"
             t0 = time.perf_counter(); manifest = generate(d / "audio", n); gen = time.perf_counter() - t0
             ex = run_child("extract", manifest, d / "cache")
-            trn = run_child("train", manifest, d / "cache", d / "fit")
+            trn = run_child("train", manifest, d / "cache", d / "fit", a.train_source)
             res[s] = (ex, trn)
             say(f"{s:>5g}x {n:>10} {gen:>10.1f} | {ex['seconds']:>9.1f} {ex['throughput']:>7.1f} {ex['rss_mb']:>11.0f} | "
                 f"{trn['windows']:>13} {trn['throughput']:>9.1f} {trn['rss_mb']:>11.0f}")

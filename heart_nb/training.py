@@ -390,6 +390,9 @@ class Member:
         if not f.exists(): raise HeartError(f"{d}: no model (baseline.joblib or model.keras)")
         std = Standardiser.load(d / "standardiser.npz")
         if not network: return cls(d.name, None, std)
+        import zipfile
+        if not zipfile.is_zipfile(f):
+            raise HeartError(f"{f}: unreadable model file (not a .keras archive: corrupt or cut short)")
         from heart_nb.models import keras   # also registers the custom layers
         try: net = keras.models.load_model(f, safe_mode=True)
         except Exception as e:

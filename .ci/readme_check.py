@@ -41,7 +41,8 @@ lab_check() {  # lab_check COMMAND: start JupyterLab, wait for its URL, fetch it
   set +e; local log; log=$(mktemp); bash -c "$1" > "$log" 2>&1 & local pid=$!
   local url=""; for _ in $(seq 120); do url=$(grep -o 'http://127\.0\.0\.1:[0-9]*/lab?token=[0-9a-f]*' "$log" | head -1)
     [ -n "$url" ] && break; sleep 1; done
-  local code=000; [ -n "$url" ] && code=$(.venv/bin/python -c "import sys, urllib.request as u; print(u.urlopen(sys.argv[1]).status)" "$url")
+  local code=000 get="import sys, urllib.request as u; print(u.urlopen(sys.argv[1]).status)"
+  [ -n "$url" ] && code=$(.venv/bin/python -c "$get" "$url")
   kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
   [ "$code" = 200 ] || { echo "jupyter lab: no page (url ${url:-none}, status $code)"; tail -5 "$log"; return 1; }
   echo "jupyter lab answered 200 at ${url%%\?*}"; set -e
@@ -93,8 +94,8 @@ def main() -> int:
             ok = subprocess.run([str(clone / ".venv/bin/python"), "-c", py], cwd=clone, env=env, stdout=f,
                                 stderr=subprocess.STDOUT).returncode == 0
     if not ok: print(log.read_text()[-4000:])
-    print(f"readme_check: README.md's commands {'ran' if ok else 'FAILED'} in a fresh clone ({time.time() - t0:.0f} s); "
-          f"log {log}")
+    print(f"readme_check: README.md's commands {'ran' if ok else 'FAILED'} in a fresh clone "
+          f"({time.time() - t0:.0f} s); log {log}")
     subprocess.run(["rm", "-rf", str(tmp)])
     return 0 if ok else 1
 

@@ -6,7 +6,8 @@ fresh process so that one's memory cannot hide in another's:
 
 - extraction: `extract_features` into an empty cache (the default joblib workers); throughput = recordings per
   second of the call, after a warm-up call on 16 of the recordings into a throw-away cache (the imports and the
-  first fork of a fresh process are start-up, measured by bench/features.py, not throughput); peak RSS = the larger of the calling process's and its largest worker's high-water mark;
+  first fork of a fresh process are start-up, measured by bench/features.py, not throughput); peak RSS = the
+  larger of the calling process's and its largest worker's high-water mark;
 - training: one epoch of the CNN (`fit_model`, the shipped recipe) reading the windows from that cache as
   `FeatureSet.windows` (85 % of the recordings train, 15 % validate); throughput = training windows per second
   from the end of batch 20 to the epoch's last training batch (tracing and the first batches left out); peak RSS =
@@ -99,7 +100,8 @@ def run_child(*args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--scales", default="1,4,10", help="dataset sizes as multiples of BMD-HS (first and last: the ratios)")
+    ap.add_argument("--scales", default="1,4,10",
+                    help="dataset sizes as multiples of BMD-HS (the first and the last give the ratios)")
     ap.add_argument("--out", default=None, help="also write the printed report here")
     ap.add_argument("--train-source", choices=["stream", "memory"], default="stream",
                     help="memory: training windows read into memory first (the path before streaming), to compare")
@@ -112,8 +114,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="heart_nb_scale_"))
     lines, res = [], {}
     say = lambda s: (print(s, flush=True), lines.append(s))
-    say(f"# bench/scale.py --scales {a.scales} --train-source {a.train_source}, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPU cores, "
-        f"Python {sys.version.split()[0]}; synthetic recordings of {SECONDS:g} s at 4 kHz, {BMDHS} = 1x (BMD-HS)")
+    say(f"# bench/scale.py --scales {a.scales} --train-source {a.train_source}, {time.strftime('%Y-%m-%d')}, "
+        f"{os.cpu_count()} CPU cores, Python {sys.version.split()[0]}; synthetic recordings of {SECONDS:g} s at 4 kHz, "
+        f"{BMDHS} = 1x (BMD-HS)")
     say(f"{'scale':>6} {'recordings':>10} {'generate s':>10} | {'extract s':>9} {'rec/s':>7} {'peak RSS MB':>11} | "
         f"{'train windows':>13} {'windows/s':>9} {'peak RSS MB':>11}")
     try:
@@ -123,8 +126,8 @@ def main() -> None:
             ex = run_child("extract", manifest, d / "cache")
             trn = run_child("train", manifest, d / "cache", d / "fit", a.train_source)
             res[s] = (ex, trn)
-            say(f"{s:>5g}x {n:>10} {gen:>10.1f} | {ex['seconds']:>9.1f} {ex['throughput']:>7.1f} {ex['rss_mb']:>11.0f} | "
-                f"{trn['windows']:>13} {trn['throughput']:>9.1f} {trn['rss_mb']:>11.0f}")
+            say(f"{s:>5g}x {n:>10} {gen:>10.1f} | {ex['seconds']:>9.1f} {ex['throughput']:>7.1f} "
+                f"{ex['rss_mb']:>11.0f} | {trn['windows']:>13} {trn['throughput']:>9.1f} {trn['rss_mb']:>11.0f}")
             shutil.rmtree(d / "audio")                                         # the recordings are not kept
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--config", default=None, help="HeartConfig JSON (default: the built-in defaults)")
     f.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
     f.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="a Dask scheduler (e.g. tcp://host:8786): extract on its cluster (pip install 'heart_nb[dask]')")
+                   help="a Dask scheduler (tcp://host:8786): extract on its cluster (pip install 'heart_nb[dask]')")
     t = sub.add_parser("train", help="train the shipped model (or one you name) on a manifest, or cross-validate one",
                        description="Train on a patient-wise train/validation/test split of the manifest; writes a run folder "
                                    "with config.json, run.json, split.csv and members/<kind>/ (each member's model). "
@@ -146,8 +146,9 @@ def _run(a) -> int:
     elif a.command == "features":
         from heart_nb.mapping import read_manifest
         from heart_nb.features import extract_features
-        t0 = time.time(); fs = extract_features(read_manifest(a.manifest), _cfg(a.config), n_jobs=a.jobs, cache_dir=a.cache,
-                                                  scheduler=a.scheduler)
+        t0 = time.time()
+        fs = extract_features(read_manifest(a.manifest), _cfg(a.config), n_jobs=a.jobs, cache_dir=a.cache,
+                              scheduler=a.scheduler)
         print(f"{fs.X.shape[0]} windows from {len(fs.manifest) - len(fs.errors)} recordings in {time.time() - t0:.1f} s; "
               f"{len(fs.errors)} failed; cache {a.cache}")   # each failure was already warned, one line each
         return 1 if fs.errors else 0
@@ -180,7 +181,8 @@ def _run(a) -> int:
         for q in rows:
             if q["metric"] in ("lesion_macro_auroc", "lesion_macro_f1", "macro_auroc", "macro_f1", "balanced_accuracy"):
                 print(f"{q['level']:9s} {q['metric']:20s} {q['mean']:.3f} [{q['ci_low']:.3f}, {q['ci_high']:.3f}]")
-        atomic_write_text(Path(a.cv) / "cv_metrics.json", json.dumps(rows, indent=1)); plot_cv([r], Path(a.cv) / "cv.png")
+        atomic_write_text(Path(a.cv) / "cv_metrics.json", json.dumps(rows, indent=1))
+        plot_cv([r], Path(a.cv) / "cv.png")
         print(f"wrote {Path(a.cv) / 'cv_metrics.json'} and {Path(a.cv) / 'cv.png'}")
     elif a.command == "evaluate":
         from heart_nb.mapping import read_manifest

@@ -306,8 +306,11 @@ def _os_error(path, e: OSError) -> str:
     if isinstance(e, FileNotFoundError): return f"{path}: no such file"
     return f"{path}: unreadable audio file ({e.strerror})"
 
-def _extract_into(path: str, cfg: HeartConfig, target: str | None, offset: int, planned: int, worker: bool = False) -> tuple:
-    "Features of one file (read once: hashed and decoded) written into `target` at byte `offset` when they fill the `planned` windows (`target` None: never); returns (n, padded, error, warnings, windows if not written, content hash)."
+def _extract_into(path: str, cfg: HeartConfig, target: str | None, offset: int, planned: int,
+                  worker: bool = False) -> tuple:
+    "Features of one file, written into `target` at `offset` if they fill the `planned` windows: (n, padded, error, ...)."
+    # read once: hashed and decoded; returns (n, padded, error, warnings, windows unless written, content hash);
+    # target None (a Dask worker): never written, always returned
     if worker: _keep_heap()
     try:
         with open(path, "rb") as f: data = f.read()
@@ -362,7 +365,7 @@ class FeatureSet:
 
 # %% ../nbs/03_features.ipynb #e698c985
 class Windows:
-    "Rows `idx` of windows `X` (n, n_mels, n_frames), read on demand: from the file of a memory-mapped `X`, else from `X`."
+    "Rows `idx` of windows `X` (n, n_mels, n_frames), read on demand: from a memory-mapped `X`'s file, else from `X`."
     def __init__(self, X: np.ndarray, idx=None):
         self.X = X
         idx = np.arange(len(X)) if idx is None else np.asarray(idx)
@@ -413,7 +416,7 @@ def _run_on_dask(jobs: list, cfg: HeartConfig, target: str, scheduler: str, it) 
         with client, parallel_config(backend="dask"):
             gen = Parallel(n_jobs=-1, batch_size=16, pre_dispatch="4 * n_jobs", return_as="generator")(
                 delayed(_extract_into)(p, cfg, None, o, n) for p, o, n in it)
-            for (p, o, n), r in zip(jobs, gen):              # in order, as they finish: one file's windows held at a time
+            for (p, o, n), r in zip(jobs, gen):              # in order, as they finish: one file's windows at a time
                 if r[4] is not None and r[0] == n:
                     os.pwrite(fd, np.ascontiguousarray(r[4], np.float32).data, o)
                     r = r[:4] + (None,) + r[5:]
@@ -442,7 +445,8 @@ def _run_workers(jobs: list, cfg: HeartConfig, target: str, n_jobs: int | None, 
 def extract_features(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig(), n_jobs: int | None = None,
                      cache_dir: str | Path | None = None, progress: bool = True, backend: str | None = None,
                      scheduler: str | None = None) -> FeatureSet:
-    "Log-Mel windows of every recording in `manifest`, in parallel (here, or on the Dask cluster at `scheduler`), streamed to a cache; failures reported, not fatal."
+    "Log-Mel windows of every recording in `manifest`, in parallel, streamed to a cache; failures reported, not fatal."
+    # scheduler: the address of a Dask scheduler whose workers do the files instead of local processes
     if "path" not in manifest.columns: raise HeartError("manifest has no 'path' column")
     if cache_dir is None:                                  # a throw-away cache; the windows are read into memory
         with tempfile.TemporaryDirectory(prefix="heart_nb_features_") as d:
@@ -460,7 +464,8 @@ def extract_features(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig(), n
     set_key = lambda: hashlib.sha1("\n".join(keys[i] for i in ok).encode()).hexdigest()
     name = cache.index["sets"].get(set_key()) if all(keys[i] is not None for i in ok) else None
     if not (name and cache.window_file(name) and all(known(keys[i]) for i in ok)):
-        name, unread = _build_window_file(cache, paths, keys, sigs, ok, cfg, n_jobs, backend, progress, scheduler)  # fills keys
+        name, unread = _build_window_file(cache, paths, keys, sigs, ok, cfg, n_jobs, backend, progress,
+                                          scheduler)                                     # fills in keys
         errors.update(unread); ok = [i for i in ok if i not in unread]
         cache.index["sets"][set_key()] = name
     cache.save()
@@ -480,7 +485,8 @@ def extract_features(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig(), n
 
 # %% ../nbs/03_features.ipynb #0e51fe04
 def _build_window_file(cache: FeatureCache, paths: list, keys: list, sigs: list, ok: list, cfg: HeartConfig,
-                       n_jobs: int | None, backend: str | None, progress: bool, scheduler: str | None = None) -> tuple[str, dict]:
+                       n_jobs: int | None, backend: str | None, progress: bool,
+                       scheduler: str | None = None) -> tuple[str, dict]:
     "Write the windows of rows `ok` into a new window file of `cache`, fill in `keys` and the index; return the file's name and the rows that could not be read."
     _mel_pairs(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)      # built once, inherited by forked workers
     import scipy.fft  # noqa: F401                                      # imported once here, not in every worker

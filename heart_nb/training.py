@@ -276,7 +276,7 @@ def _epoch_line(epoch: int, logs: dict) -> str:
 
 def fit_model(kind: str, X, Y, Xva, Yva, cfg: HeartConfig, task: str, out_dir: str | Path, groups=None,
               epochs: int | None = None, verbose: int = 0, callbacks=()) -> tuple:
-    "Train model `kind` on windows `X` (an array or `Windows`; targets `Y`) with the one recipe; returns (model, standardiser, history)."
+    "Train model `kind` on windows `X` (array or `Windows`), targets `Y`, by the one recipe: (model, standardiser, history)."
     # verbose: 0 silent, 1 Keras's progress bar, 2 one line per epoch
     from heart_nb.models import build_model, keras
     out = Path(out_dir)
@@ -298,9 +298,10 @@ def fit_model(kind: str, X, Y, Xva, Yva, cfg: HeartConfig, task: str, out_dir: s
         cbs.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: print(_epoch_line(e, logs))))
     with scope:                                        # one scope: model variables and batches on the same devices
         net = _compile(build_model(kind, cfg, Y.shape[1], multilabel=task == "multilabel"), task, cfg)
+        # verbose 2: our one line per epoch, not Keras's bar; shuffle=False: the draw shuffles (Keras would shuffle
+        # the batches with Python's global `random`, which a resumed run cannot reproduce)
         net.fit(data, validation_data=validation_windows(Xva, Yva, std, replicas=r), epochs=epochs or cfg.epochs,
-                callbacks=cbs, verbose=int(verbose == 1), shuffle=False)   # the draw shuffles; Keras's would
-                                                                            # use Python's global `random`      # 2: our one line per epoch, not Keras's bar
+                callbacks=cbs, verbose=int(verbose == 1), shuffle=False)
     hist = pd.read_csv(out / "history.csv").drop_duplicates("epoch", keep="last").reset_index(drop=True)
     return net, std, hist
 

@@ -165,9 +165,11 @@ def learning_rate_at(epoch: int, cfg: HeartConfig = HeartConfig()) -> float:
     return peak * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t)))
 
 # %% ../nbs/05_training.ipynb #7c3a4312
-def training_windows(X, Y, w, std: Standardiser, cfg: HeartConfig, seed: int, groups=None, replicas: int = 1):
+def training_windows(X, Y, w, std: Standardiser, cfg: HeartConfig, seed: int, groups=None, replicas: int = 1,
+                     shard: tuple[int, int] = (0, 1)):
     "A Keras `PyDataset` of augmented, standardised training batches (x, y, sample weight) drawn per epoch."
-    # replicas > 1: a batch is split over that many devices, so its size is cut to a multiple of it
+    # replicas > 1: a batch is split over that many devices, so its size is cut to a multiple of it;
+    # shard (process, processes): each process of a multi-host run gets its own share of every batch
     from heart_nb.models import keras
     g = np.arange(len(X)) if groups is None or cfg.train_windows == 0 else np.asarray(groups)
     k = cfg.train_windows or len(X)
@@ -187,38 +189,52 @@ def training_windows(X, Y, w, std: Standardiser, cfg: HeartConfig, seed: int, gr
         def __getitem__(self, i):
             b = np.sort(self.idx[i * cfg.batch_size:(i + 1) * cfg.batch_size])
             b = b[:len(b) - len(b) % replicas]
-            xb = augment_windows(X[b], np.random.default_rng([seed, self.epoch, i]), cfg)
-            return std(xb), Y[b], w[b]
+            xb = augment_windows(X[b], np.random.default_rng([seed, self.epoch, i]), cfg)   # as on one process
+            p, ps = shard
+            s = slice(p * len(b) // ps, (p + 1) * len(b) // ps)
+            return std(xb[s]), Y[b[s]], w[b[s]]
     return TrainingWindows()
 
 # %% ../nbs/05_training.ipynb #132d6685
-def validation_windows(X, Y, std: Standardiser, batch_size: int = 256, replicas: int = 1):
+def validation_windows(X, Y, std: Standardiser, batch_size: int = 256, replicas: int = 1,
+                       shard: tuple[int, int] = (0, 1)):
     "A Keras `PyDataset` of standardised validation batches (x, y), read from `X` one batch at a time."
     from heart_nb.models import keras
     n = len(X) - len(X) % replicas                           # split over `replicas` devices: a multiple of them
+    batch_size = max(replicas, batch_size - batch_size % replicas)
+    p, ps = shard                                            # this process's share of each batch
 
     class ValidationWindows(keras.utils.PyDataset):
         def __len__(self): return int(np.ceil(n / batch_size))
         def __getitem__(self, i):
-            s = slice(i * batch_size, min((i + 1) * batch_size, n))
+            lo, hi = i * batch_size, min((i + 1) * batch_size, n)
+            s = slice(lo + p * (hi - lo) // ps, lo + (p + 1) * (hi - lo) // ps)
             return std(X[s]), Y[s]
     return ValidationWindows()
 
 # %% ../nbs/05_training.ipynb #fb3a6f1e
 def distribution_scope(cfg: HeartConfig) -> tuple:
-    "(context, replicas): where to build, compile and fit a network under `cfg.distribution` on this Keras backend."
-    import contextlib
+    "(context, replicas, (process, processes)): where to build, compile and fit a network under `cfg.distribution`."
+    # several hosts (JAX): KERAS_DISTRIBUTION_NUM_PROCESSES > 1, KERAS_DISTRIBUTION_PROCESS_ID and
+    # KERAS_DISTRIBUTION_JOB_ADDRESSES (the first: the coordinator) join the processes into one device mesh
+    import contextlib, os
     from heart_nb.models import keras
-    if cfg.distribution == "none": return contextlib.nullcontext(), 1
+    if cfg.distribution == "none": return contextlib.nullcontext(), 1, (0, 1)
     backend = keras.backend.backend()
-    if backend == "jax":                            # every GPU (else every CPU device) of this process, one batch axis
-        dist = keras.distribution.DataParallel(devices=keras.distribution.list_devices())
-        return dist.scope(), int(np.size(dist.device_mesh.devices))
+    hosts = int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1"))
+    if backend == "jax":                            # every GPU (else every CPU device) of every process, one batch axis
+        import jax
+        if hosts > 1 and not jax.distributed.is_initialized():
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")   # CPU devices across processes too
+            keras.distribution.initialize()
+        dist = keras.distribution.DataParallel(devices=keras.distribution.list_devices(), auto_shard_dataset=False)
+        return dist.scope(), int(np.size(dist.device_mesh.devices)), (jax.process_index(), jax.process_count())
+    if hosts > 1: raise HeartError(f"training on several hosts needs KERAS_BACKEND=jax, not {backend}")
     if backend == "tensorflow":
         import tensorflow as tf
         devices = [d.name for d in tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")]
         strategy = tf.distribute.MirroredStrategy(devices)
-        return strategy.scope(), strategy.num_replicas_in_sync
+        return strategy.scope(), strategy.num_replicas_in_sync, (0, 1)
     raise HeartError(f"distribution='data_parallel' needs the JAX or TensorFlow backend, not {backend}")
 
 def _compile(model, task: str, cfg: HeartConfig):
@@ -285,9 +301,9 @@ def fit_model(kind: str, X, Y, Xva, Yva, cfg: HeartConfig, task: str, out_dir: s
     if fresh: (out / "history.csv").unlink(missing_ok=True)
     seed_everything(cfg.seed)
     std = Standardiser.fit(X, cfg.normalise, cfg.hop_length / cfg.sr)
-    scope, r = distribution_scope(cfg)
+    scope, r, shard = distribution_scope(cfg)
     if cfg.batch_size % r: raise HeartError(f"batch_size {cfg.batch_size} is not a multiple of the {r} devices")
-    data = training_windows(X, Y, sample_weights(Y, class_weights(Y)), std, cfg, cfg.seed, groups, replicas=r)
+    data = training_windows(X, Y, sample_weights(Y, class_weights(Y)), std, cfg, cfg.seed, groups, r, shard)
     cbs = [_early_stopping(cfg, out / "backup"),       # before the backup: its state is saved first
            keras.callbacks.BackupAndRestore(str(out / "backup")),
            keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: data.set_epoch(e)),
@@ -300,8 +316,9 @@ def fit_model(kind: str, X, Y, Xva, Yva, cfg: HeartConfig, task: str, out_dir: s
         net = _compile(build_model(kind, cfg, Y.shape[1], multilabel=task == "multilabel"), task, cfg)
         # verbose 2: our one line per epoch, not Keras's bar; shuffle=False: the draw shuffles (Keras would shuffle
         # the batches with Python's global `random`, which a resumed run cannot reproduce)
-        net.fit(data, validation_data=validation_windows(Xva, Yva, std, replicas=r), epochs=epochs or cfg.epochs,
-                callbacks=cbs, verbose=int(verbose == 1), shuffle=False)
+        val = validation_windows(Xva, Yva, std, replicas=r, shard=shard)
+        net.fit(data, validation_data=val, epochs=epochs or cfg.epochs, callbacks=cbs, verbose=int(verbose == 1),
+                shuffle=False)
     hist = pd.read_csv(out / "history.csv").drop_duplicates("epoch", keep="last").reset_index(drop=True)
     return net, std, hist
 

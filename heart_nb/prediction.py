@@ -280,7 +280,9 @@ def prediction_panel(runs, source):
         status.value = (f"<b>prediction:</b> {a.prediction} &nbsp; <b>heart rate:</b> {rate}"
                         f" &nbsp; <b>quality:</b> {a.quality.verdict}")
         with plot_out:
-            panel.figure = plot_prediction(predictor(model.value), a); plt.show(panel.figure)
+            panel.figure = plot_prediction(predictor(model.value), a)
+            display(panel.figure)                             # (plt.show takes no figure outside Jupyter)
+            plt.close(panel.figure)
     def uploaded(change):
         for item in change["new"]:
             dest = up_dir / Path(item["name"]).name

@@ -147,13 +147,8 @@ def assess(raw: np.ndarray, sr: int, y: np.ndarray, cfg: HeartConfig = HeartConf
 # %% ../nbs/06c_cycle.ipynb #476f6b8a
 def read_recording(path: str | Path, cfg: HeartConfig = HeartConfig()) -> tuple[np.ndarray, Quality]:
     "Pipeline samples of the audio file `path` (as `load_audio`) and its `Quality`; HeartError if it cannot be read."
-    path = Path(path)
-    if path.is_dir(): raise HeartError(f"{path}: is a folder, not an audio file")
-    if not path.exists(): raise HeartError(f"{path}: no such file")
-    data = path.read_bytes()
-    if not data: raise HeartError(f"{path}: empty file (0 bytes)")
     with warnings.catch_warnings():                       # clipping is the verdict's job here, not a warning's
         warnings.filterwarnings("ignore", message=".*samples are clipped")
-        raw, sr = _read_mono(path, cfg, data)             # decoded once: the verdict reads it, the pipeline prepares it
+        raw, sr = _read_mono(Path(path), cfg, None)       # decoded once: the verdict reads it, the pipeline prepares it
     y = _prepare(raw, sr, cfg)
     return y, assess(raw, sr, y, cfg)

@@ -63,22 +63,29 @@ def _wav_layout(head: bytes, size: int) -> tuple[int, int, int, int, int, int] |
         pos += n + (n & 1)
     return None
 
-def _read_audio(path: Path, data: bytes | None) -> tuple[np.ndarray, int]:
-    "Samples (frames, channels) as float32 and the rate of `path` (or of its bytes `data`); soundfile unless a 16-bit PCM or float WAV."
-    lay = _wav_layout(data, len(data)) if data is not None else None
+def _read_audio(data: bytes) -> tuple[np.ndarray, int]:
+    "Samples (frames, channels) as float32 and the rate of a file's bytes `data`: numpy for 16-bit PCM and float WAV."
+    lay = _wav_layout(data, len(data))
     if lay is not None and (lay[0], lay[1]) in _WAV_DTYPE:
         tag, bits, sr, ch, frames, off = lay
         y = np.frombuffer(data, _WAV_DTYPE[tag, bits], count=frames * ch, offset=off).reshape(frames, ch)
         return (y * np.float32(1 / 32768) if tag == 1 else y.astype(np.float32)), sr
-    return sf.read(path if data is None else io.BytesIO(data), dtype="float32", always_2d=True)
+    return sf.read(io.BytesIO(data), dtype="float32", always_2d=True)             # anything else: soundfile
 
 # %% ../nbs/03_features.ipynb #79823b42
+def _os_error(path, e: OSError) -> str:
+    "The one-line message for a file the system would not open."
+    if isinstance(e, IsADirectoryError): return f"{path}: is a folder, not an audio file"
+    if isinstance(e, FileNotFoundError): return f"{path}: no such file"
+    return f"{path}: unreadable audio file ({e.strerror})"
+
 def _read_mono(path: Path, cfg: HeartConfig, data: bytes | None) -> tuple[np.ndarray, int]:
     "Mono float32 samples of `path` (or of its bytes `data`) at the file's own rate, after every reader's checks."
-    if data is None and not path.is_file():
-        raise HeartError(f"{path}: is a folder, not an audio file" if path.is_dir() else f"{path}: no such file")
-    if (len(data) if data is not None else path.stat().st_size) == 0: raise HeartError(f"{path}: empty file (0 bytes)")
-    try: y, sr = _read_audio(path, data)
+    if data is None:                                        # read here once: every reader gets the same messages
+        try: data = path.read_bytes()
+        except OSError as e: raise HeartError(_os_error(path, e)) from None
+    if not data: raise HeartError(f"{path}: empty file (0 bytes)")
+    try: y, sr = _read_audio(data)
     except Exception as e:
         why = str(e).splitlines()[0].split(">: ", 1)[-1]           # soundfile names the in-memory buffer: drop that
         raise HeartError(f"{path}: unreadable audio file ({why[:120]})") from None
@@ -299,12 +306,6 @@ def _keep_heap() -> None:
     except (OSError, AttributeError): return
     for param, value in ((-3, 32 << 20), (-1, 64 << 20), (-2, 16 << 20)):   # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD
         mallopt(ctypes.c_int(param), ctypes.c_int(value))
-
-def _os_error(path, e: OSError) -> str:
-    "The one-line message for a file the system would not open."
-    if isinstance(e, IsADirectoryError): return f"{path}: is a folder, not an audio file"
-    if isinstance(e, FileNotFoundError): return f"{path}: no such file"
-    return f"{path}: unreadable audio file ({e.strerror})"
 
 def _extract_into(path: str, cfg: HeartConfig, target: str | None, offset: int, planned: int,
                   worker: bool = False) -> tuple:

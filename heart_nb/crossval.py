@@ -204,7 +204,7 @@ def cross_validate(manifest: pd.DataFrame, cfg: HeartConfig, model: str = "cnn",
         diff = [k for k in meta if old.get(k) != meta[k]]
         if diff: raise HeartError(f"{out}: holds a cross-validation with another {', '.join(diff)}; use a new folder")
     atomic_write_text(out / "cv.json", json.dumps(meta, indent=1))
-    F = recording_summary(fs) if model == "baseline" else None
+    F = recording_summary(fs, cfg) if model == "baseline" else None
     ok = np.isin(np.arange(len(man)), fs.row)                           # recordings with features
     preds, infos = [], []
     for k in range(cfg.folds):
@@ -216,7 +216,7 @@ def cross_validate(manifest: pd.DataFrame, cfg: HeartConfig, model: str = "cnn",
         va = np.zeros(len(man), bool); va[np.flatnonzero(trv)[_inner_validation(man[trv], cfg, k)]] = True
         tr = trv & ~va
         if model == "baseline":
-            fm = Member("baseline", Baseline(task, seed=cfg.seed).fit(F[tr], Y[tr])); info = {}
+            fm = Member("baseline", Baseline(task, cfg).fit(F[tr], Y[tr])); info = {}
         else:
             sel = lambda rows: np.isin(fs.row, np.flatnonzero(rows))
             net, std, hist = fit_model(model, fs.windows(tr), Y[fs.row[sel(tr)]], fs.windows(va),
@@ -311,14 +311,14 @@ def leave_one_out(manifest: pd.DataFrame | None, fs: FeatureSet, column: str, cf
     "Baseline trained without one `column` value and tested on it, in each patient-wise fold; recording-level metrics per held-out value."
     man = fs.manifest if manifest is None else manifest.reset_index(drop=True)
     if man.path.tolist() != fs.manifest.path.tolist(): fs = fs.select(man); man = fs.manifest
-    classes = present_classes(man); Y = target_matrix(man, classes); F = recording_summary(fs)
+    classes = present_classes(man); Y = target_matrix(man, classes); F = recording_summary(fs, cfg)
     ok = np.isfinite(F).all(1); fold = patient_folds(man, cfg.folds, cfg.seed); out = {}
     for v in sorted(man[column].dropna().unique()):
         Ps, Ys = [], []
         for k in range(cfg.folds):
             tr = (fold != k) & (man[column] != v).to_numpy() & ok; te = (fold == k) & (man[column] == v).to_numpy() & ok
             if not te.any(): continue
-            Ps.append(Baseline(task, seed=cfg.seed).fit(F[tr], Y[tr]).predict(F[te])); Ys.append(Y[te])
+            Ps.append(Baseline(task, cfg).fit(F[tr], Y[tr]).predict(F[te])); Ys.append(Y[te])
         t = metric_table(np.concatenate(Ys), np.concatenate(Ps), classes, task)
         out[v] = {"recordings": int(sum(len(y) for y in Ys)), "lesion_macro_auroc": round(t["lesion_macro_auroc"], 3), "macro_auroc": round(t["macro_auroc"], 3)}
     return pd.DataFrame(out).T.astype({"recordings": int})

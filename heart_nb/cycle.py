@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 from .core import HeartConfig, HeartError
-from .features import _prepare, _read_mono
+from .features import _mel_basis, _prepare, _read_mono
 
 # %% auto #0
-__all__ = ['ENV_SR', 'QUALITY', 'envelope', 'HeartCycle', 'heart_cycle', 'Quality', 'assess', 'read_recording']
+__all__ = ['ENV_SR', 'QUALITY', 'envelope', 'HeartCycle', 'heart_cycle', 'cycle_profile', 'Quality', 'assess', 'read_recording']
 
 # %% ../nbs/06c_cycle.ipynb #89cecea6
 ENV_SR = 200                                   # envelope rate (Hz): 5 ms steps
@@ -72,10 +72,11 @@ class HeartCycle:
         return out
 
 # %% ../nbs/06c_cycle.ipynb #116150f5
-def heart_cycle(y: np.ndarray, sr: int, env: np.ndarray | None = None) -> HeartCycle:
-    "S1/S2 of samples `y` at `sr` (`env`: their `envelope`, if at hand), heart rate and periodicity."
+def heart_cycle(y: np.ndarray | None, sr: int, env: np.ndarray | None = None) -> HeartCycle:
+    "S1/S2 of samples `y` at `sr` (`env`: their `envelope`, if at hand; `y` may then be None), heart rate, periodicity."
     from scipy import signal
-    dur = len(y) / sr
+    if y is None and env is None: raise HeartError("heart_cycle needs samples `y` or their envelope `env`")
+    dur = len(y) / sr if y is not None else len(env) / ENV_SR
     e = envelope(y, sr) if env is None else env
     rise = np.maximum(np.gradient(np.log(e)), 0)                               # onset strength
     e = (e - e.mean()) / (e.std() + 1e-12)
@@ -96,6 +97,26 @@ def heart_cycle(y: np.ndarray, sr: int, env: np.ndarray | None = None) -> HeartC
         s1.append(q / ENV_SR)
         s2.append((j + int(np.argmax(e[j:j + int(0.06 * ENV_SR)]))) / ENV_SR)  # at its peak (not a murmur's)
     return HeartCycle(np.array(s1), np.array(s2), 60 * ENV_SR / L, float(ac[L]), dur)
+
+# %% ../nbs/06c_cycle.ipynb #c7c1e002
+def cycle_profile(S: np.ndarray, cfg: HeartConfig = HeartConfig(), n_sys: int = 4, n_dia: int = 6,
+                  n_groups: int = 16, max_beat_s: float = 2.5) -> np.ndarray:
+    "Band-group levels at systolic and diastolic phases of log-Mel `S` (n_mels, frames), median over beats; + contrast."
+    from scipy.interpolate import interp1d
+    t = np.arange(S.shape[1]) * cfg.hop_length / cfg.sr
+    centre = _mel_basis(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax).argmax(1) * cfg.sr / cfg.n_fft
+    amp = np.sqrt(np.exp(S[centre <= 400] * (np.log(10) / 10)).sum(0)) + 1e-8      # 25-400 Hz amplitude per frame
+    te = np.arange(int(t[-1] * ENV_SR) + 1) / ENV_SR
+    hc = heart_cycle(None, cfg.sr, np.exp(np.interp(te, t, np.log(amp))))
+    G = np.stack([g.mean(0) for g in np.array_split(S, n_groups)])                    # (n_groups, frames)
+    beats = [(a, b, c) for a, b, c in zip(hc.s1[:-1], hc.s2[:-1], hc.s1[1:]) if a < b < c and c - a <= max_beat_s]
+    if beats:
+        at = lambda a, b, n: a + (b - a) * (np.arange(n) + 0.5) / n                   # n phase points in [a, b)
+        q = np.array([np.r_[at(a, b, n_sys), at(b, c, n_dia)] for a, b, c in beats])   # (beats, phases)
+        M = np.median(interp1d(t, G, axis=1)(q), axis=1)                               # (n_groups, phases)
+    else: M = np.repeat(G.mean(1, keepdims=True), n_sys + n_dia, axis=1)               # no cycle: flat
+    M = M - M.max()
+    return np.concatenate([M.ravel(), M[:, :n_sys].mean(1) - M[:, n_sys + 1:].mean(1)]).astype(np.float32)
 
 # %% ../nbs/06c_cycle.ipynb #d8dab863
 QUALITY = dict(min_s=2.0, silent_dbfs=-60.0, clipped=0.005, contrast_db=6.0, periodicity=0.1, bpm=(30.0, 220.0))

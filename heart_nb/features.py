@@ -13,8 +13,8 @@ from .core import HeartConfig, HeartError
 
 # %% auto #0
 __all__ = ['FEATURES_VERSION', 'band_pass', 'load_audio', 'frame_windows', 'n_windows', 'planned_windows', 'log_mel',
-           'recording_log_mel', 'RecordingFeatures', 'feature_key', 'recording_features', 'FeatureCache',
-           'default_backend', 'FeatureSet', 'Windows', 'extract_features', 'Standardiser']
+           'recording_log_mel', 'recording_frames', 'RecordingFeatures', 'feature_key', 'recording_features',
+           'FeatureCache', 'default_backend', 'FeatureSet', 'Windows', 'extract_features', 'Standardiser']
 
 # %% ../nbs/03_features.ipynb #2a52a18e
 @functools.lru_cache(maxsize=64)
@@ -192,6 +192,19 @@ def recording_log_mel(y: np.ndarray, cfg: HeartConfig = HeartConfig()) -> tuple[
     S = _db_mel(y[: (n - 1) * h + w], cfg)                     # (frames, n_mels)
     win = np.lib.stride_tricks.sliding_window_view(S, cfg.n_frames, axis=0)[:: h // hop]   # (n, n_mels, n_frames), a view
     return np.ascontiguousarray(win), 0
+
+# %% ../nbs/03_features.ipynb #d0f1e002
+def recording_frames(W: np.ndarray, cfg: HeartConfig = HeartConfig()) -> np.ndarray:
+    "The frames (n_mels, frames) of one recording's log-Mel windows `W`, once each: the inverse of `recording_log_mel`."
+    W = np.asarray(W)
+    if len(W) == 1:                                            # one window: maybe a short clip, tiled
+        S = W[0]
+        for L in np.flatnonzero((S[:, 1:] == S[:, :1]).all(0)) + 1:     # frames equal to the first: a period?
+            if np.array_equal(S[:, L:], S[:, :S.shape[1] - L]): return S[:, :L]
+        return S
+    step = cfg.window_hop_samples / cfg.hop_length             # a window's hop in frames
+    if step != int(step) or step >= W.shape[2]: return np.concatenate(list(W), axis=1)   # no shared frames
+    return np.concatenate([W[0], *W[1:, :, W.shape[2] - int(step):]], axis=1)
 
 # %% ../nbs/03_features.ipynb #a88bacfe
 @dataclass

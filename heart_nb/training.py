@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import CLASSES, SHIPPED, HeartConfig, HeartError, atomic_path, atomic_write_text, seed_everything
-from .features import FeatureSet, Standardiser, Windows, extract_features
+from .features import FeatureSet, Standardiser, Windows, extract_features, recording_frames
+from .cycle import cycle_profile
 
 # %% auto #0
 __all__ = ['KINDS', 'present_classes', 'choose_task', 'target_matrix', 'patient_split', 'assert_patient_disjoint',
@@ -323,36 +324,38 @@ def fit_model(kind: str, X, Y, Xva, Yva, cfg: HeartConfig, task: str, out_dir: s
     return net, std, hist
 
 # %% ../nbs/05_training.ipynb #b5a1e002
-def summarise_windows(W: np.ndarray, n_mfcc: int = 20) -> np.ndarray:
-    "Summary statistics of one recording's log-Mel windows `W` (n, n_mels, n_frames): the baseline's features."
+def summarise_windows(W: np.ndarray, cfg: HeartConfig = HeartConfig(), n_mfcc: int = 20) -> np.ndarray:
+    "The baseline's features of one recording's log-Mel windows `W` (n, n_mels, n_frames): statistics, cycle profile."
     from scipy.fft import dct
-    S = np.concatenate(list(np.asarray(W)), axis=1)                    # (n_mels, frames) of the whole recording
+    S = recording_frames(W, cfg)                                       # (n_mels, frames) of the whole recording
     mf = dct(S, type=2, norm="ortho", axis=0)[:n_mfcc]
     env = np.log(np.exp(S / 10 * np.log(10)).sum(0) + 1e-10)          # frame energy envelope (log)
     ac = np.correlate(env - env.mean(), env - env.mean(), "full")[len(env) - 1:]
     ac /= ac[0] + 1e-10
     return np.concatenate([np.percentile(S, [10, 50, 90], axis=1).ravel(), S.std(1), mf.mean(1), mf.std(1),
-                           np.diff(mf, axis=1).std(1), np.percentile(env, [5, 50, 95]), [env.std(), ac[20:150].max()]])
+                           np.diff(mf, axis=1).std(1), np.percentile(env, [5, 50, 95]), [env.std(), ac[20:150].max()],
+                           cycle_profile(S, cfg)])
 
-def recording_summary(fs: FeatureSet, n_mfcc: int = 20) -> np.ndarray:
+def recording_summary(fs: FeatureSet, cfg: HeartConfig = HeartConfig(), n_mfcc: int = 20) -> np.ndarray:
     "`summarise_windows` of each manifest row's windows (n_recordings, n_features); NaN rows for failed files."
+    fs.check(cfg)                                                       # the cycle profile needs the frame rate
     rows = pd.Series(np.arange(len(fs.row))).groupby(fs.row).indices
     if not rows: raise HeartError("no recording has features: cannot summarise")
     W = fs.windows()                                                    # one recording at a time from the cache
-    first = summarise_windows(W[rows[next(iter(rows))]], n_mfcc)
+    first = summarise_windows(W[rows[next(iter(rows))]], cfg, n_mfcc)
     out = np.full((len(fs.manifest), len(first)), np.nan, np.float32)
-    for r, idx in rows.items(): out[r] = summarise_windows(W[idx], n_mfcc)
+    for r, idx in rows.items(): out[r] = summarise_windows(W[idx], cfg, n_mfcc)
     return out
 
 class Baseline:
     "Standardised logistic regression on `recording_summary` features; one-vs-rest for multi-label."
-    def __init__(self, task: str, C: float = 0.05, seed: int = 42):
+    def __init__(self, task: str, cfg: HeartConfig = HeartConfig(), C: float = 0.05):
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
         from sklearn.linear_model import LogisticRegression
         from sklearn.multiclass import OneVsRestClassifier
-        lr = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, random_state=seed)
-        self.task = task
+        lr = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, random_state=cfg.seed)
+        self.task, self.cfg = task, cfg                                 # cfg: the features' frame rate and bands
         self.model = make_pipeline(StandardScaler(), OneVsRestClassifier(lr) if task == "multilabel" else lr)
 
     def fit(self, F: np.ndarray, Y: np.ndarray) -> "Baseline":
@@ -383,7 +386,7 @@ class Member:
                                    for i in range(0, max(len(X), 1), 4096)])
         g = np.zeros(len(X), int) if groups is None else np.asarray(groups)
         keys, inv = np.unique(g, return_inverse=True)
-        F = np.stack([summarise_windows(X[np.flatnonzero(g == k)]) for k in keys])
+        F = np.stack([summarise_windows(X[np.flatnonzero(g == k)], self.model.cfg) for k in keys])
         return self.model.predict(F)[inv]
 
     def save(self, d: str | Path) -> None:
@@ -403,7 +406,11 @@ class Member:
         d = Path(d)
         if (d / "baseline.joblib").exists():
             import joblib
-            return cls("baseline", joblib.load(d / "baseline.joblib"))
+            bl = joblib.load(d / "baseline.joblib")
+            if not hasattr(bl, "cfg"):
+                raise HeartError(f"{d / 'baseline.joblib'}: written by an older heart_nb, whose baseline had other "
+                                 "features (no cycle profile); train the run again")
+            return cls("baseline", bl)
         f = d / "model.keras"
         if not f.exists(): raise HeartError(f"{d}: no model (baseline.joblib or model.keras)")
         std = Standardiser.load(d / "standardiser.npz")
@@ -460,9 +467,9 @@ def train(manifest: pd.DataFrame, out_dir: str | Path, cfg: HeartConfig = HeartC
     for kind in kinds:
         d = out / "members" / kind
         if kind == "baseline":
-            F = recording_summary(fs)
+            F = recording_summary(fs, cfg)
             rows = (split == "train") & np.isfinite(F).all(axis=1)
-            Member(kind, Baseline(task, seed=cfg.seed).fit(F[rows], Y[rows])).save(d)
+            Member(kind, Baseline(task, cfg).fit(F[rows], Y[rows])).save(d)
             members[kind] = {"recordings": int(rows.sum())}
             continue
         if verbose: print(f"training the {kind.upper()}")

@@ -72,7 +72,9 @@ class HeartConfig:
     aug_device: bool = True             # stethoscope simulation: random EQ (±6 dB), band limits, noise, hum
     aug_reverse: bool = False           # time reversal
     aug_crop_s: float = 0.0             # > 0: crops of aug_crop_s..window_s seconds, repeated to fill the window
-    normalise: str = "pcen"             # before the standardiser: 'pcen', 'window' (band means out), 'global' (none)
+    normalise: str = "window"           # before the standardiser: 'window' (band means out), 'pcen', 'global' (none)
+    baseline_copies: int = 2            # the baseline also trains on this many augmented copies of each recording
+    baseline_crop_s: float = 1.5        # ... whose windows are cropped to baseline_crop_s..window_s (aug_crop_s)
     distribution: str = "none"          # 'data_parallel': every batch split over all GPUs (or CPUs) of this machine
     seed: int = 42
 
@@ -105,6 +107,9 @@ class HeartConfig:
              f"need 0 <= warmup_epochs < decay_epochs, got {self.warmup_epochs}, {self.decay_epochs}")
         need(0 < self.min_lr_frac <= 1, f"min_lr_frac must be in (0, 1], got {self.min_lr_frac}")
         need(0 <= self.aug_crop_s <= self.window_s, f"aug_crop_s must be in [0, window_s], got {self.aug_crop_s}")
+        need(self.baseline_copies >= 0, f"baseline_copies must be >= 0, got {self.baseline_copies}")
+        need(0 <= self.baseline_crop_s <= self.window_s,
+             f"baseline_crop_s must be in [0, window_s], got {self.baseline_crop_s}")
         need(self.normalise in ("global", "window", "pcen"),
              f"normalise must be 'global', 'window' or 'pcen', got {self.normalise!r}")
         need(self.train_windows >= 0, f"train_windows must be >= 0 (0: all), got {self.train_windows}")

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 from sklearn.model_selection import StratifiedGroupKFold
 from .core import CLASSES, LESIONS, HeartConfig, HeartError, atomic_path, atomic_write_text, seed_everything
 from .features import FeatureSet, Standardiser, extract_features
-from .training import present_classes, target_matrix, fit_model, recording_summary, Baseline, Member
+from .training import present_classes, target_matrix, fit_model, recording_summary, fit_baseline, Baseline, Member
 from .evaluation import aggregate, plot_confusion
 
 # %% auto #0
@@ -138,9 +138,10 @@ def load_fold(cv_dir: str | Path, k: int) -> Member:
     return Member.load(d)
 
 # %% ../nbs/06a_crossval.ipynb #b4aeebea
-def _model_config(cfg: HeartConfig) -> dict:
-    "The config as a cross-validation folder records it: everything but how training is spread over devices."
-    return {k: v for k, v in json.loads(cfg.to_json()).items() if k != "distribution"}
+def _model_config(cfg: HeartConfig, model: str = "cnn") -> dict:
+    "The config as a cross-validation folder of `model` records it: not how training is spread over devices, nor, for a network, the baseline's recipe."
+    skip = lambda k: k == "distribution" or (model != "baseline" and k.startswith("baseline_"))
+    return {k: v for k, v in json.loads(cfg.to_json()).items() if not skip(k)}
 
 # %% ../nbs/06a_crossval.ipynb #e8b88796
 def single_label(manifest: pd.DataFrame) -> pd.DataFrame:
@@ -196,7 +197,7 @@ def cross_validate(manifest: pd.DataFrame, cfg: HeartConfig, model: str = "cnn",
     classes = present_classes(man); Y = target_matrix(man, classes)
     fold = patient_folds(man, cfg.folds, cfg.seed); audit_folds(man, fold)
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="heart_nb_cv_"))
-    meta = {"model": model, "task": task, "classes": classes, "folds": cfg.folds, "config": _model_config(cfg),
+    meta = {"model": model, "task": task, "classes": classes, "folds": cfg.folds, "config": _model_config(cfg, model),
             "patients": int(man.patient_id.nunique()), "recordings": int(len(man))}
     out.mkdir(parents=True, exist_ok=True)
     if (out / "cv.json").exists():
@@ -216,7 +217,7 @@ def cross_validate(manifest: pd.DataFrame, cfg: HeartConfig, model: str = "cnn",
         va = np.zeros(len(man), bool); va[np.flatnonzero(trv)[_inner_validation(man[trv], cfg, k)]] = True
         tr = trv & ~va
         if model == "baseline":
-            fm = Member("baseline", Baseline(task, cfg).fit(F[tr], Y[tr])); info = {}
+            fm = Member("baseline", fit_baseline(fs, F, Y, tr, cfg, task, seed=k)); info = {}
         else:
             sel = lambda rows: np.isin(fs.row, np.flatnonzero(rows))
             net, std, hist = fit_model(model, fs.windows(tr), Y[fs.row[sel(tr)]], fs.windows(va),
@@ -309,6 +310,7 @@ def group_metrics(res: CVResult, column: str, metrics=("lesion_macro_auroc", "le
 
 def leave_one_out(manifest: pd.DataFrame | None, fs: FeatureSet, column: str, cfg: HeartConfig, task: str = "multilabel") -> pd.DataFrame:
     "Baseline trained without one `column` value and tested on it, in each patient-wise fold; recording-level metrics per held-out value."
+    cfg = cfg.replace(baseline_copies=0)                    # a diagnostic over many fits: the plain fit keeps it quick
     man = fs.manifest if manifest is None else manifest.reset_index(drop=True)
     if man.path.tolist() != fs.manifest.path.tolist(): fs = fs.select(man); man = fs.manifest
     classes = present_classes(man); Y = target_matrix(man, classes); F = recording_summary(fs, cfg)
@@ -318,7 +320,7 @@ def leave_one_out(manifest: pd.DataFrame | None, fs: FeatureSet, column: str, cf
         for k in range(cfg.folds):
             tr = (fold != k) & (man[column] != v).to_numpy() & ok; te = (fold == k) & (man[column] == v).to_numpy() & ok
             if not te.any(): continue
-            Ps.append(Baseline(task, cfg).fit(F[tr], Y[tr]).predict(F[te])); Ys.append(Y[te])
+            Ps.append(fit_baseline(fs, F, Y, tr, cfg, task, seed=k).predict(F[te])); Ys.append(Y[te])
         t = metric_table(np.concatenate(Ys), np.concatenate(Ps), classes, task)
         out[v] = {"recordings": int(sum(len(y) for y in Ys)), "lesion_macro_auroc": round(t["lesion_macro_auroc"], 3), "macro_auroc": round(t["macro_auroc"], 3)}
     return pd.DataFrame(out).T.astype({"recordings": int})

@@ -16,7 +16,7 @@ from .cycle import cycle_profile
 __all__ = ['KINDS', 'present_classes', 'choose_task', 'target_matrix', 'patient_split', 'assert_patient_disjoint',
            'class_weights', 'sample_weights', 'augment_windows', 'learning_rate_at', 'training_windows',
            'validation_windows', 'distribution_scope', 'fit_model', 'summarise_windows', 'recording_summary',
-           'Baseline', 'Member', 'member_kinds', 'train', 'Run', 'load_run']
+           'Baseline', 'fit_baseline', 'Member', 'member_kinds', 'train', 'Run', 'load_run']
 
 # %% ../nbs/05_training.ipynb #5df2ef22
 def present_classes(manifest: pd.DataFrame) -> list[str]:
@@ -371,6 +371,18 @@ class Baseline:
             full = np.zeros((len(F), self.k)); full[:, self.model.classes_] = P; P = full
         return P.astype(np.float32)
 
+# %% ../nbs/05_training.ipynb #b5a1e0a2
+def fit_baseline(fs: FeatureSet, F: np.ndarray, Y: np.ndarray, rows: np.ndarray, cfg: HeartConfig, task: str,
+                 seed: int = 0) -> Baseline:
+    "A `Baseline` fitted on the summaries `F` of manifest `rows` (bool) and `cfg.baseline_copies` augmented copies."
+    rows = np.flatnonzero(np.asarray(rows) & np.isfinite(F).all(axis=1))
+    acfg = cfg.replace(aug_crop_s=cfg.baseline_crop_s)
+    rng = np.random.default_rng([cfg.seed, seed])
+    W, at = fs.windows(), pd.Series(np.arange(len(fs.row))).groupby(fs.row).indices
+    copies = [np.stack([summarise_windows(augment_windows(W[at[r]], rng, acfg), cfg) for r in rows])
+              for _ in range(cfg.baseline_copies)]
+    return Baseline(task, cfg).fit(np.concatenate([F[rows], *copies]), np.tile(Y[rows], (1 + cfg.baseline_copies, 1)))
+
 # %% ../nbs/05_training.ipynb #b5a1e005
 @dataclass
 class Member:
@@ -469,7 +481,7 @@ def train(manifest: pd.DataFrame, out_dir: str | Path, cfg: HeartConfig = HeartC
         if kind == "baseline":
             F = recording_summary(fs, cfg)
             rows = (split == "train") & np.isfinite(F).all(axis=1)
-            Member(kind, Baseline(task, cfg).fit(F[rows], Y[rows])).save(d)
+            Member(kind, fit_baseline(fs, F, Y, rows, cfg, task)).save(d)
             members[kind] = {"recordings": int(rows.sum())}
             continue
         if verbose: print(f"training the {kind.upper()}")

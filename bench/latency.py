@@ -1,10 +1,10 @@
 """Latency of one prediction: a 20 s BMD-HS recording end to end, warm, Keras against ONNX Runtime.
 
-The run is the shipped model (baseline + CNN + CRNN) as cross-validated by bench/accuracy.py: fold 0's three
-trained members, put together as a run folder (weights do not change a model's speed), or --run DIR.
+The run is the shipped model (heart_nb.core.SHIPPED) as cross-validated by bench/accuracy.py: fold 0's trained
+members, put together as a run folder (weights do not change a model's speed), or --run DIR.
 In one process, after a warm-up, each is timed --repeats times (default 30) and the median reported:
-  keras   Predictor(run).predict(path): read -> quality gate and heart cycle -> log-Mel -> PCEN and standardisation
-          -> CNN, CRNN (Keras) and baseline -> mean probabilities
+  keras   Predictor(run).predict(path): read -> quality gate and heart cycle -> log-Mel -> normalisation and standardisation
+          -> the networks (Keras) and the baseline -> mean probabilities
   onnx    the same with engine="onnx": the networks as one ONNX graph in onnxruntime (RUN_DIR/model.onnx)
   model   the bare Keras calls alone, on the same already standardised windows (each network's model.predict)
 Prints a table, then last one JSON line: keras_ms, onnx_ms, model_ms, onnx_ratio = onnx_ms / keras_ms and
@@ -20,17 +20,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 from accuracy import machine  # noqa: E402
 
 def fold_run(work: Path, out: Path) -> Path:
-    "A run folder made of fold 0's baseline, CNN and CRNN of the cross-validations in `work`."
+    "A run folder made of fold 0's members of the shipped model (SHIPPED) of the cross-validations in `work`."
     import pandas as pd
     cv = json.loads((work / "multilabel_cnn" / "cv.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
-    for kind in ("baseline", "cnn", "crnn"):
+    from heart_nb.core import SHIPPED
+    kinds = SHIPPED.split("+")
+    for kind in kinds:
         src, dst = work / f"multilabel_{kind}" / "fold_0", out / "members" / kind
         dst.mkdir(parents=True, exist_ok=True)
         for f in ("baseline.joblib", "model.keras", "standardiser.npz"):
             if (src / f).exists(): shutil.copy2(src / f, dst / f)
     (out / "config.json").write_text(json.dumps(cv["config"], indent=1))
-    (out / "run.json").write_text(json.dumps({"model": "baseline+cnn+crnn", "members": {k: {} for k in ("baseline", "cnn", "crnn")},
+    (out / "run.json").write_text(json.dumps({"model": SHIPPED, "members": {k: {} for k in kinds},
                                               "task": cv["task"], "classes": cv["classes"], "data_note": "",
                                               "note": "fold 0 of bench/accuracy.py's cross-validation, for timing"}, indent=1))
     pd.DataFrame(columns=["path", "patient_id", "site", "posture", "label", "split"]).to_csv(out / "split.csv", index=False)

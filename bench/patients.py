@@ -1,7 +1,7 @@
 """Patients as a clinician sees them: does combining a patient's 8 recordings with their site beat the plain mean?
 
 Input: the out-of-fold test predictions of finished multi-label cross-validations (bench/accuracy.py's folders; by
-default the shipped ensemble, the mean of the baseline, the CNN and the CRNN). Every combiner turns a patient's
+default the shipped model, heart_nb.core.SHIPPED: the mean of its members). Every combiner turns a patient's
 recording probabilities into patient probabilities:
 
 - mean (today's rule), mean of log-odds, max, one site alone (its two postures), the best two sites;
@@ -93,7 +93,8 @@ def fold_scores(P, S, classes, idx=None):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cv", nargs="*", default=[f"bench/_accuracy/multilabel_{m}" for m in ("baseline", "cnn", "crnn")])
+    from heart_nb.core import SHIPPED
+    ap.add_argument("--cv", nargs="*", default=[f"bench/_accuracy/multilabel_{m}" for m in SHIPPED.split("+")])
     ap.add_argument("--data", default=None); ap.add_argument("--results", default="bench/results")
     ap.add_argument("--boot", type=int, default=300)
     a = ap.parse_args()

@@ -113,7 +113,8 @@ def _parser() -> argparse.ArgumentParser:
                          "without TensorFlow")
     x = sub.add_parser("export", help="write a run's networks as one ONNX (or TFLite) file",
                        description="Write RUN_DIR/model.onnx (or model.tflite, TensorFlow backend): the run's "
-                                   "networks, each with its standardisation, their mean out; input: a window after the per-window normalisation; "
+                                   "networks, each with its standardisation, their mean out; input: a window after "
+                                   "the per-window normalisation; "
                                    "predict --engine onnx uses it.")
     x.add_argument("--run", required=True); x.add_argument("--format", choices=["onnx", "tflite"], default="onnx")
     d = sub.add_parser("demo", help="the whole pipeline on the embedded synthetic data",

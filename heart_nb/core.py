@@ -19,7 +19,7 @@ __all__ = ['CLASSES', 'LESIONS', 'SHIPPED', 'CLASS_NAMES', 'HeartError', 'HeartC
 # %% ../nbs/00_core.ipynb #5da0b6dd
 CLASSES: tuple[str, ...] = ("N", "AR", "MR", "TR", "AS", "MS", "PS")
 LESIONS: tuple[str, ...] = CLASSES[1:]
-SHIPPED: str = "baseline+cnn+crnn"      # the model `heart-nb train` ships: what cross-validation found best
+SHIPPED: str = "baseline+cnn"           # the model `heart-nb train` ships: what cross-validation found best
 CLASS_NAMES: dict[str, str] = {
     "N": "Normal", "AR": "Aortic regurgitation", "MR": "Mitral regurgitation",
     "TR": "Tricuspid regurgitation", "AS": "Aortic stenosis", "MS": "Mitral stenosis",

@@ -139,7 +139,7 @@ def load_fold(cv_dir: str | Path, k: int) -> Member:
 
 # %% ../nbs/06a_crossval.ipynb #b4aeebea
 def _model_config(cfg: HeartConfig, model: str = "cnn") -> dict:
-    "The config as a cross-validation folder of `model` records it: not how training is spread over devices, nor, for a network, the baseline's recipe."
+    "The config as `model`'s cross-validation folder records it: not the devices, nor (for a network) the baseline's."
     skip = lambda k: k == "distribution" or (model != "baseline" and k.startswith("baseline_"))
     return {k: v for k, v in json.loads(cfg.to_json()).items() if not skip(k)}
 

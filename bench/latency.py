@@ -3,8 +3,8 @@
 The run is the shipped model (heart_nb.core.SHIPPED) as cross-validated by bench/accuracy.py: fold 0's trained
 members, put together as a run folder (weights do not change a model's speed), or --run DIR.
 In one process, after a warm-up, each is timed --repeats times (default 30) and the median reported:
-  keras   Predictor(run).predict(path): read -> quality gate and heart cycle -> log-Mel -> normalisation and standardisation
-          -> the networks (Keras) and the baseline -> mean probabilities
+  keras   Predictor(run).predict(path): read -> quality gate and heart cycle -> log-Mel -> normalisation and
+          standardisation -> the networks (Keras) and the baseline -> mean probabilities
   onnx    the same with engine="onnx": the networks as one ONNX graph in onnxruntime (RUN_DIR/model.onnx)
   model   the bare Keras calls alone, on the same already standardised windows (each network's model.predict)
 Prints a table, then last one JSON line: keras_ms, onnx_ms, model_ms, onnx_ratio = onnx_ms / keras_ms and

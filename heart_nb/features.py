@@ -199,6 +199,7 @@ def recording_frames(W: np.ndarray, cfg: HeartConfig = HeartConfig()) -> np.ndar
     W = np.asarray(W)
     if len(W) == 1:                                            # one window: maybe a short clip, tiled
         S = W[0]
+        if (S == S[:, :1]).all(): return S                     # constant (silence): nothing repeats
         for L in np.flatnonzero((S[:, 1:] == S[:, :1]).all(0)) + 1:     # frames equal to the first: a period?
             if np.array_equal(S[:, L:], S[:, :S.shape[1] - L]): return S[:, :L]
         return S

@@ -138,7 +138,7 @@ def load_fold(cv_dir: str | Path, k: int) -> Member:
     return Member.load(d)
 
 # %% ../nbs/06a_crossval.ipynb #b4aeebea
-def _model_config(cfg: HeartConfig, model: str = "cnn") -> dict:
+def _model_config(cfg: HeartConfig, model: str) -> dict:
     "The config as `model`'s cross-validation folder records it: not the devices, nor (for a network) the baseline's."
     skip = lambda k: k == "distribution" or (model != "baseline" and k.startswith("baseline_"))
     return {k: v for k, v in json.loads(cfg.to_json()).items() if not skip(k)}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 from .core import HeartConfig, HeartError
-from .features import _mel_basis, _prepare, _read_mono
+from .features import _band_centres, _prepare, _read_mono
 
 # %% auto #0
 __all__ = ['ENV_SR', 'QUALITY', 'envelope', 'HeartCycle', 'heart_cycle', 'cycle_profile', 'Quality', 'assess', 'read_recording']
@@ -104,8 +104,7 @@ def cycle_profile(S: np.ndarray, cfg: HeartConfig = HeartConfig(), n_sys: int = 
     "Band-group levels at systolic and diastolic phases of log-Mel `S` (n_mels, frames), median over beats; + contrast."
     from scipy.interpolate import interp1d
     t = np.arange(S.shape[1]) * cfg.hop_length / cfg.sr
-    centre = _mel_basis(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax).argmax(1) * cfg.sr / cfg.n_fft
-    amp = np.sqrt(np.exp(S[centre <= 400] * (np.log(10) / 10)).sum(0)) + 1e-8      # 25-400 Hz amplitude per frame
+    amp = np.sqrt(np.exp(S[_band_centres(cfg) <= 400] * (np.log(10) / 10)).sum(0)) + 1e-8   # 25-400 Hz, per frame
     te = np.arange(int(t[-1] * ENV_SR) + 1) / ENV_SR
     hc = heart_cycle(None, cfg.sr, np.exp(np.interp(te, t, np.log(amp))))
     G = np.stack([g.mean(0) for g in np.array_split(S, n_groups)])                    # (n_groups, frames)

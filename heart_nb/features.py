@@ -136,15 +136,23 @@ def planned_windows(path: str | Path, cfg: HeartConfig = HeartConfig()) -> int:
     return n_windows(frames, sr, cfg) if frames else 0
 
 # %% ../nbs/03_features.ipynb #ba2ae8ef
-@functools.lru_cache(maxsize=8)
-def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
-    "librosa.filters.mel's filter bank (Slaney scale and area norm), (n_mels, n_fft // 2 + 1) float32, without librosa."
-    fmax = sr / 2 if fmax is None else fmax
+def _mel_edges(n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    "The `n_mels + 2` band edges (Hz) of librosa's Slaney Mel scale from `fmin` to `fmax`: band k spans k..k+2."
     f_sp, log_hz, step = 200.0 / 3, 1000.0, np.log(6.4) / 27.0               # linear below 1 kHz, log above
     log_mel = log_hz / f_sp
     to_mel = lambda f: np.where(f >= log_hz, log_mel + np.log(np.maximum(f, 1e-10) / log_hz) / step, f / f_sp)
     to_hz = lambda m: np.where(m >= log_mel, log_hz * np.exp(step * (m - log_mel)), f_sp * m)
-    edges = to_hz(np.linspace(to_mel(np.float64(fmin)), to_mel(np.float64(fmax)), n_mels + 2))
+    return to_hz(np.linspace(to_mel(np.float64(fmin)), to_mel(np.float64(fmax)), n_mels + 2))
+
+@functools.lru_cache(maxsize=8)
+def _band_centres(cfg: HeartConfig) -> np.ndarray:
+    "Centre frequency (Hz) of each of `cfg`'s Mel bands, float32."
+    return _mel_edges(cfg.n_mels, cfg.fmin, cfg.fmax)[1:-1].astype(np.float32)
+
+@functools.lru_cache(maxsize=8)
+def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
+    "librosa.filters.mel's filter bank (Slaney scale and area norm), (n_mels, n_fft // 2 + 1) float32, without librosa."
+    edges = _mel_edges(n_mels, fmin, sr / 2 if fmax is None else fmax)
     width = np.diff(edges)
     ramps = edges[:, None] - np.fft.rfftfreq(n_fft, 1 / sr)[None]
     W = np.maximum(0, np.minimum(-ramps[:-2] / width[:-1, None], ramps[2:] / width[1:, None]))   # triangles

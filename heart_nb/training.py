@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import CLASSES, SHIPPED, HeartConfig, HeartError, atomic_path, atomic_write_text, seed_everything
-from .features import FeatureSet, Standardiser, Windows, extract_features, recording_frames
+from .features import FeatureSet, Standardiser, Windows, _band_centres, extract_features, recording_frames
 from .cycle import cycle_profile
 
 # %% auto #0
@@ -85,12 +85,6 @@ def _repeat_crops(X: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.nd
     nf = X.shape[2]
     idx = start[:, None] + np.arange(nf)[None] % length[:, None]
     return np.take_along_axis(X, idx[:, None, :], axis=2)
-
-@functools.lru_cache(maxsize=8)
-def _band_centres(cfg: HeartConfig) -> np.ndarray:
-    "Centre frequency (Hz) of each Mel band."
-    import librosa
-    return librosa.mel_frequencies(cfg.n_mels + 2, fmin=cfg.fmin, fmax=cfg.fmax)[1:-1].astype(np.float32)
 
 def _device(X: np.ndarray, rng: np.random.Generator, cfg: HeartConfig) -> np.ndarray:
     "Windows `X` (dB) as another stethoscope would give them: a smooth EQ within ±6 dB and 4th-order band limits."

@@ -342,13 +342,13 @@ def recording_summary(fs: FeatureSet, cfg: HeartConfig = HeartConfig(), n_mfcc: 
     return out
 
 class Baseline:
-    "Standardised logistic regression on `recording_summary` features; one-vs-rest for multi-label."
-    def __init__(self, task: str, cfg: HeartConfig = HeartConfig(), C: float = 0.05):
+    "Logistic regression (C: `cfg.baseline_c`) on standardised `recording_summary` features; one-vs-rest if multi-label."
+    def __init__(self, task: str, cfg: HeartConfig = HeartConfig()):
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
         from sklearn.linear_model import LogisticRegression
         from sklearn.multiclass import OneVsRestClassifier
-        lr = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, random_state=cfg.seed)
+        lr = LogisticRegression(C=cfg.baseline_c, class_weight="balanced", max_iter=2000, random_state=cfg.seed)
         self.task, self.cfg = task, cfg                                 # cfg: the features' frame rate and bands
         self.model = make_pipeline(StandardScaler(), OneVsRestClassifier(lr) if task == "multilabel" else lr)
 

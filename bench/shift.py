@@ -123,7 +123,7 @@ def main():
     (res_dir / "shift.md").write_text("\n".join(L) + "\n")
     import matplotlib.pyplot as plt
     shown = [r for r in rows if "+" not in r["model"]]               # the models and the shipped one, not every mix
-    ax = plot_shift(shown, title=f"Patient lesion macro-AUROC lost to each shift: "
+    ax = plot_shift(shown, title=f"Patient lesion macro-AUROC lost to each shift\n"
                                  f"{', '.join(dict.fromkeys(r['model'] for r in shown))}; 108 patients, patient-wise 5-fold")
     ax.figure.tight_layout(); ax.figure.savefig(res_dir / "shift.png", dpi=90); plt.close(ax.figure)
     print("\n".join(L))

@@ -18,7 +18,8 @@ Headline: lesion_macro_* = macro over AS, AR, MR, MS (N is reported on its own: 
 The configuration is the shipped one, `HeartConfig()` (non-overlapping 5 s windows, 64 Mel bands x 126 frames,
 25-800 Hz; the one training recipe of `heart_nb.training.fit_model`: up to 100 epochs, early stopping with patience
 10 after a warm-up + cosine decay over 40 epochs, all windows of every recording each epoch); `--set` overrides any
-field, e.g. `--set train_windows=0 --set decay_epochs=60` (the ablations in the training issue were run this way).
+field, e.g. `--set train_windows=0 --set decay_epochs=60` (the ablations in the training issue were run this way),
+`--set conv_filters=32,64,128` (a tuple: comma-separated).
 
 Resumable: finished folds are read back from --work, an interrupted fold resumes from its last epoch.
 Writes bench/results/accuracy.md, accuracy.json and accuracy.png.
@@ -65,10 +66,11 @@ def f1_ceiling(res) -> str:
             "training patients cannot be expected to beat the pooled oracle: F1 needs a better ranking (AUROC).")
 
 def parse_value(key: str, text: str):
-    "A --set value as the type of the HeartConfig field `key` ('true'/'false' or 1/0 for a flag)."
+    "A --set value as the type of the HeartConfig field `key` ('true'/'false' or 1/0 for a flag; commas for a tuple)."
     from heart_nb.core import HeartConfig
-    kind = type(getattr(HeartConfig(), key))
+    old = getattr(HeartConfig(), key); kind = type(old)
     if kind is bool: return text.lower() in ("1", "true", "yes")
+    if kind is tuple: return tuple(type(old[0])(v) for v in text.split(","))   # e.g. conv_filters=32,64,128
     return kind(text)
 
 def fold_info(r) -> dict:

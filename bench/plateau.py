@@ -104,9 +104,9 @@ def new_members(work: Path, b: CVResult, cfg: HeartConfig) -> list[CVResult]:
     from sklearn.preprocessing import StandardScaler
     man = pd.read_csv(work / "manifest.csv", dtype={"patient_id": str})
     cwd = os.getcwd(); os.chdir(work)                                     # the manifest's paths are relative to it
-    fs = extract_features(man, cfg, cache_dir="cache", progress=False)
+    try: fs = extract_features(man, cfg, cache_dir="cache", progress=False)
+    finally: os.chdir(cwd)
     F = recording_summary(fs, cfg); W, at = fs.windows(), pd.Series(np.arange(len(fs.row))).groupby(fs.row).indices
-    os.chdir(cwd)
     beat = lambda w: cycle_profile(recording_frames(w, cfg), cfg, 16, 24, 64)
     B = np.stack([beat(W[at[r]]) for r in range(len(man))])
     Y = man[b.classes].to_numpy().astype(float)
@@ -165,7 +165,8 @@ def main():
         "d_auroc": "AUROC - shipped [95 % CI]", "d_f1": "F1 - shipped [95 % CI]"})
     out = Path("bench/results/ablation"); out.mkdir(parents=True, exist_ok=True)
     cmd = " ".join(["python bench/plateau.py", *map(shlex.quote, sys.argv[1:])])
-    (out / "plateau.json").write_text(json.dumps({"protocol": __doc__.split("\n\n")[1], "rows": rows}, indent=1))
+    meta = {"protocol": __doc__.split("\n\n")[1], "command": cmd, "machine": machine(), "rows": rows}
+    (out / "plateau.json").write_text(json.dumps(meta, indent=1))
     (out / "plateau.md").write_text("\n".join([
         "# Levers against the shipped baseline+cnn (BMD-HS, patient-wise 5-fold, patient level)", "",
         __doc__.split("\n\n")[1].replace("\n", " "), "", __doc__.split("\n\n")[2], "", md(T), "",

@@ -34,17 +34,14 @@ from heart_nb.core import HeartConfig
 from heart_nb.features import extract_features, recording_frames
 from heart_nb.cycle import cycle_profile
 from heart_nb.training import Baseline, augment_windows, recording_summary, summarise_windows
-from heart_nb.crossval import CVResult, _fit_on_validation, ensemble, load_cv, metric_table
+from heart_nb.crossval import CVResult, ensemble, load_cv, metric_table
 sys.path.insert(0, str(Path(__file__).parent))
 from accuracy import machine, md
 
 def with_probs(res: CVResult, P: np.ndarray, name: str) -> CVResult:
     "`res` with probabilities `P` (rows of res.predictions); thresholds and temperature refitted on validation."
     pr = res.predictions.copy(); pr[["p_" + c for c in res.classes]] = P
-    parts = [pr[pr.fold == f["fold"]].copy() for f in res.folds]
-    folds = [{"fold": f["fold"], "seconds": f["seconds"], **_fit_on_validation(p, res.classes, res.task)}
-             for f, p in zip(res.folds, parts)]
-    return CVResult(name, res.task, res.classes, pd.concat(parts, ignore_index=True), folds)
+    return ensemble([CVResult(name, res.task, res.classes, pr, res.folds)], name)    # an ensemble of one: refits
 
 def probs(res: CVResult, like: CVResult) -> np.ndarray:
     "The probabilities of `res` in the row order of `like` (same folds, roles and recordings)."

@@ -43,6 +43,10 @@ def with_probs(res: CVResult, P: np.ndarray, name: str) -> CVResult:
     pr = res.predictions.copy(); pr[["p_" + c for c in res.classes]] = P
     return ensemble([CVResult(name, res.task, res.classes, pr, res.folds)], name)    # an ensemble of one: refits
 
+def logits(P: np.ndarray) -> np.ndarray:
+    "Log-odds of probabilities `P`, clipped to [1e-4, 1 - 1e-4]."
+    return logit(np.clip(P, 1e-4, 1 - 1e-4))
+
 def probs(res: CVResult, like: CVResult) -> np.ndarray:
     "The probabilities of `res` in the row order of `like` (same folds, roles and recordings)."
     key = ["fold", "role", "path"]
@@ -81,8 +85,7 @@ def compare(res: CVResult, ref: CVResult, n_boot: int, seed: int = 0) -> dict:
 def stacked(b: CVResult, c: CVResult) -> CVResult:
     "Per lesion, a logistic regression on both models' logits of every class, fitted on the other folds' test rows."
     from sklearn.linear_model import LogisticRegression
-    L = lambda P: logit(np.clip(P, 1e-4, 1 - 1e-4))
-    X, pr = np.hstack([L(probs(b, b)), L(probs(c, b))]), b.predictions
+    X, pr = np.hstack([logits(probs(b, b)), logits(probs(c, b))]), b.predictions
     P, Y = (probs(b, b) + probs(c, b)) / 2, pr[["y_" + k for k in b.classes]].to_numpy()
     for k in pr.fold.unique():
         fit, this = ((pr.fold != k) & (pr.role == "test")).to_numpy(), (pr.fold == k).to_numpy()
@@ -145,9 +148,8 @@ def main():
     assert cv.get("baseline_c", cfg.baseline_c) == cfg.baseline_c, "--work holds another baseline configuration"
     ref = ensemble([b, c], "baseline+cnn (shipped)")
     Pb, Pc = probs(b, b), probs(c, b)
-    L = lambda P: logit(np.clip(P, 1e-4, 1 - 1e-4))
     rf, beat = new_members(work, b, cfg)
-    levers = [ref, with_probs(b, expit((L(Pb) + L(Pc)) / 2), "baseline+cnn, mean of logits"),
+    levers = [ref, with_probs(b, expit((logits(Pb) + logits(Pc)) / 2), "baseline+cnn, mean of logits"),
               with_probs(b, np.sqrt(Pb * Pc), "baseline+cnn, geometric mean"), ensemble([b, c, r], "baseline+cnn+crnn"),
               stacked(b, c), rf, beat, ensemble([b, c, rf], "baseline+cnn+random forest"),
               ensemble([b, c, beat], "baseline+cnn+beat map LR"), ensemble([b, c, rf, beat], "baseline+cnn+both")]

@@ -342,7 +342,7 @@ def recording_summary(fs: FeatureSet, cfg: HeartConfig = HeartConfig(), n_mfcc: 
     return out
 
 class Baseline:
-    "Logistic regression (C: `cfg.baseline_c`) on standardised `recording_summary` features; one-vs-rest if multi-label."
+    "Logistic regression (C: `cfg.baseline_c`) on standardised `recording_summary`; one-vs-rest if multi-label."
     def __init__(self, task: str, cfg: HeartConfig = HeartConfig()):
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler

@@ -55,7 +55,7 @@ def machine() -> str:
 def f1_ceiling(res) -> str:
     "Patient lesion macro-F1 with thresholds fitted on the TEST patients themselves (an oracle): pooled and per fold."
     import numpy as np
-    from heart_nb.crossval import best_thresholds, metric_table
+    from heart_nb.metrics import best_thresholds, metric_table
     d, Y, P = res.level("patient")
     pooled = metric_table(Y, P, res.classes, res.task, best_thresholds(Y, P))["lesion_macro_f1"]
     per_fold = np.mean([metric_table(Y[i], P[i], res.classes, res.task, best_thresholds(Y[i], P[i]))["lesion_macro_f1"]
@@ -93,7 +93,8 @@ def main():
     from heart_nb.mapping import map_dataset
     from heart_nb.features import extract_features
     from heart_nb.crossval import (cross_validate, cv_rows, single_label, ensemble, group_metrics, leave_one_out,
-                                   recording_summary, auroc, plot_cv, expected_calibration_error, fold_metrics)
+                                   recording_summary, plot_cv, fold_metrics)
+    from heart_nb.metrics import auroc, expected_calibration_error
     t_all = time.time()
     data = Path(a.data) if a.data else find_bmdhs()
     if data is None: sys.exit("BMD-HS not found: pass --data or set HEART_NB_BMDHS")

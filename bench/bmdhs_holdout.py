@@ -37,16 +37,17 @@ def main():
         for lvl in ("recording", "patient"):
             m = res[lvl]
             rows.append(dict(model=k, level=lvl, n=m["n"], balanced_accuracy=m["balanced_accuracy"], macro_f1=m["macro_f1"],
-                             macro_auroc=m["macro_auroc"], auroc=m["auroc"], epochs=info["epochs_run"], train_s=round(t_train),
-                             params=info["params"]))
+                             macro_auroc=m["macro_auroc"], auroc={c: m[f"auroc_{c}"] for c in m["classes"]},
+                             epochs=sum(v.get("epochs_run", 0) for v in info["members"].values()),
+                             train_s=round(t_train), params=sum(v.get("params", 0) for v in info["members"].values())))
         print(res["protocol"]); print(json.dumps(rows[-2:], indent=1))
     lines = ["# BMD-HS, foundation pipeline, single patient-wise hold-out", "",
-             f"Protocol: {res['protocol']}. Task: {info['task']} over {info['classes']}; threshold 0.5 per class.",
+             f"Protocol: {res['protocol']}. Task: {info['task']} over {info['classes']}; thresholds fitted on the validation patients (decision.json).",
              f"Machine: 2 CPU cores. map {t_map:.1f} s, features {t_feat:.1f} s ({'read from the cache of an earlier run' if cached else 'cold cache'}).", "",
              "| model | level | n | balanced acc | macro-F1 | macro-AUROC | per-class AUROC | epochs | train s | params |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        auc = ", ".join(f"{c} {v:.2f}" for c, v in r["auroc"].items() if v is not None)
+        auc = ", ".join(f"{c} {v:.2f}" for c, v in r["auroc"].items() if v == v)
         lines.append(f"| {r['model']} | {r['level']} | {r['n']} | {r['balanced_accuracy']:.3f} | {r['macro_f1']:.3f} | "
                      f"{r['macro_auroc']:.3f} | {auc} | {r['epochs']} | {r['train_s']} | {r['params']:,} |")
     Path("bench/results").mkdir(parents=True, exist_ok=True)

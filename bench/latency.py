@@ -29,7 +29,7 @@ def fold_run(work: Path, out: Path) -> Path:
     for kind in kinds:
         src, dst = work / f"multilabel_{kind}" / "fold_0", out / "members" / kind
         dst.mkdir(parents=True, exist_ok=True)
-        for f in ("baseline.joblib", "model.keras", "standardiser.npz"):
+        for f in ("baseline.npz", "baseline.json", "model.keras", "standardiser.npz"):
             if (src / f).exists(): shutil.copy2(src / f, dst / f)
     (out / "config.json").write_text(json.dumps(cv["config"], indent=1))
     (out / "run.json").write_text(json.dumps({"model": SHIPPED, "members": {k: {} for k in kinds},

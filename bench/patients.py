@@ -55,7 +55,7 @@ def cross_fit(P, cols_of, classes, Cs=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0)):
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
     from sklearn.pipeline import make_pipeline
-    from heart_nb.crossval import auroc
+    from heart_nb.metrics import auroc
     out = np.zeros((len(P), len(classes)))
     fit = lambda C, X, y: make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000)).fit(X, y)
     for k in sorted(P.fold.unique()):
@@ -77,7 +77,7 @@ def cross_fit(P, cols_of, classes, Cs=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0)):
 def fold_scores(P, S, classes, idx=None):
     "Lesion macro-AUROC and macro-F1 per fold (F1 thresholds from the other folds' outputs)."
     import numpy as np
-    from heart_nb.crossval import auroc, best_thresholds
+    from heart_nb.metrics import auroc, best_thresholds
     idx = np.arange(len(P)) if idx is None else idx
     Y = P[[f"y_{c}" for c in classes]].to_numpy()[idx]; S = S[idx]; f = P.fold.to_numpy()[idx]
     les = [classes.index(c) for c in LES if c in classes]

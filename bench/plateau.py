@@ -34,7 +34,8 @@ from heart_nb.core import HeartConfig
 from heart_nb.features import extract_features, recording_frames
 from heart_nb.cycle import cycle_profile
 from heart_nb.training import Baseline, augment_windows, recording_summary, summarise_windows
-from heart_nb.crossval import CVResult, ensemble, load_cv, metric_table
+from heart_nb.crossval import CVResult, ensemble, load_cv
+from heart_nb.metrics import metric_table
 sys.path.insert(0, str(Path(__file__).parent))
 from accuracy import machine, md
 

@@ -11,7 +11,7 @@ from .core import CLASSES
 from .synthetic import synth_heart_sound
 
 # %% auto #0
-__all__ = ['make_bad_inputs']
+__all__ = ['make_bad_inputs', 'marker_pickle']
 
 # %% ../nbs/10_bad_inputs.ipynb #236c942e
 def _workbook(path: Path, header: list, rows: list, sheet: str = "Annotations") -> Path:
@@ -98,6 +98,10 @@ def make_bad_inputs(out_dir: str | Path, run_dir: str | Path | None = None, sr: 
         shutil.copytree(run_dir, lam, dirs_exist_ok=True)
         _lambda_model(lam / nets[0].relative_to(run_dir) / "model.keras")
         case("lambda_layer", "model", lam, "a model.keras holding a Lambda layer (arbitrary code)")
+        pkl = d / "run_pickle"
+        shutil.copytree(run_dir, pkl, dirs_exist_ok=True)
+        (pkl / nets[0].relative_to(run_dir) / "baseline.joblib").write_bytes(marker_pickle(d / "PICKLE_RAN"))
+        case("pickle_file", "model", pkl, "a crafted baseline.joblib whose unpickling creates the file PICKLE_RAN")
     return pd.DataFrame(rows)
 
 # %% ../nbs/10_bad_inputs.ipynb #c3b03b86
@@ -106,3 +110,14 @@ def _lambda_model(path: Path) -> None:
     from heart_nb.models import keras
     x = keras.Input((4,))
     keras.Model(x, keras.layers.Lambda(lambda t: t * 2)(x)).save(path)
+
+# %% ../nbs/10_bad_inputs.ipynb #fd92049d
+class _Touch:
+    "Unpickling this object creates the file `marker`: proof that a pickle ran."
+    def __init__(self, marker: Path): self.marker = Path(marker)
+    def __reduce__(self): return (Path.touch, (self.marker,))
+
+def marker_pickle(marker: str | Path) -> bytes:
+    "A pickle whose loading creates the file `marker` (as a hostile run folder would run any code)."
+    import pickle
+    return pickle.dumps(_Touch(marker))

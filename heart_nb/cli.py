@@ -129,13 +129,27 @@ def _cfg(path: str | None) -> HeartConfig:
     if not Path(path).exists(): raise HeartError(f"{path}: config file not found")
     return HeartConfig.from_json(path)
 
+def _num(v, ci=None) -> str:
+    "A metric as '0.812 [0.60, 1.00]' (its CI when given), or 'n/a' when it is undefined."
+    if v is None or v != v: return "n/a"
+    if ci is None or ci[0] is None or ci[0] != ci[0]: return f"{v:.3f}"
+    return f"{v:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+
 def _print_metrics(res: dict) -> None:
-    "Headline metrics of an evaluation, one line per level."
+    "The lesion macros with 95 % CIs at both levels, N on its own, the per-class table, and F1 at 0.5 for contrast."
+    from heart_nb.evaluation import per_class_table
     print(res["protocol"] + (f" [{res['data_note']} data]" if res["data_note"] else ""))
+    print(f"decisions: {res['decision']}; [95 % CI]: patients bootstrapped")
+    print(f"{'level':9s} {'n':>4s}  {'lesion macro-AUROC':22s} {'lesion macro-F1':22s} {'N AUROC':8s} N F1")
     for lvl in ("recording", "patient"):
-        m = res[lvl]; auc = m["macro_auroc"]
-        print(f"{lvl:9s} n={m['n']:4d}  balanced accuracy {m['balanced_accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  "
-              f"macro-AUROC {'n/a' if auc is None else f'{auc:.3f}'}")
+        m = res[lvl]
+        auc, f1 = (_num(m[k], m["ci"][k]) for k in ("lesion_macro_auroc", "lesion_macro_f1"))
+        print(f"{lvl:9s} {m['n']:4d}  {auc:22s} {f1:22s} {_num(m.get('auroc_N')):8s} {_num(m.get('f1_N'))}")
+    print("per class, patient level:")
+    print(per_class_table(res["patient"]).round(3).to_string(na_rep="n/a"))
+    if res["patient"]["thresholds"] is not None:
+        half = [_num(res[lvl]["at_0.5"]["lesion_macro_f1"]) for lvl in ("recording", "patient")]
+        print(f"lesion macro-F1 at 0.5 for every class instead: recording {half[0]}, patient {half[1]}")
 
 def _run(a) -> int:
     "Dispatch the parsed arguments `a`; returns the exit status."

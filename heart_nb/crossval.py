@@ -12,14 +12,15 @@ import matplotlib.pyplot as plt
 from sklearn.model_selection import StratifiedGroupKFold
 from .core import CLASSES, LESIONS, HeartConfig, HeartError, atomic_path, atomic_write_text, seed_everything
 from .features import FeatureSet, Standardiser, extract_features
-from .training import present_classes, target_matrix, fit_model, recording_summary, fit_baseline, Baseline, Member
-from .evaluation import aggregate, plot_confusion
+from .training import (present_classes, target_matrix, fit_model, recording_summary, fit_baseline, Member,
+                               predict_rows, refuse_pickles)
+from .metrics import (bootstrap_metrics, confidence_hits, expected_calibration_error, fit_decision,
+                              apply_temperature, metric_table)
+from .evaluation import plot_confusion
 
 # %% auto #0
-__all__ = ['patient_folds', 'audit_folds', 'auroc', 'best_thresholds', 'metric_table', 'apply_temperature', 'log_loss',
-           'fit_temperature', 'expected_calibration_error', 'reliability_diagram', 'predict_rows', 'load_fold',
-           'single_label', 'CVResult', 'cross_validate', 'load_cv', 'cv_rows', 'fold_metrics', 'group_metrics',
-           'leave_one_out', 'plot_cv', 'ensemble']
+__all__ = ['patient_folds', 'audit_folds', 'reliability_diagram', 'load_fold', 'single_label', 'CVResult', 'cross_validate',
+           'load_cv', 'cv_rows', 'fold_metrics', 'group_metrics', 'leave_one_out', 'plot_cv', 'ensemble']
 
 # %% ../nbs/06a_crossval.ipynb #100a11e4
 def patient_folds(manifest: pd.DataFrame, k: int = 5, seed: int = 42) -> np.ndarray:
@@ -46,94 +47,25 @@ def audit_folds(manifest: pd.DataFrame, fold) -> None:
         h = per[per > 1].index[0]; paths = manifest.path[sha.to_numpy() == h].tolist()
         raise HeartError(f"fold leakage: identical recordings in different folds: {paths[0]} and {paths[1]}")
 
-# %% ../nbs/06a_crossval.ipynb #9dc6f7da
-def auroc(y: np.ndarray, p: np.ndarray) -> float:
-    "ROC AUC of scores `p` for 0/1 labels `y` (NaN without both classes)."
-    from scipy.stats import rankdata
-    y = np.asarray(y).astype(bool); n1 = int(y.sum()); n0 = len(y) - n1
-    if n1 == 0 or n0 == 0: return float("nan")
-    return float((rankdata(p)[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-def best_thresholds(Y: np.ndarray, P: np.ndarray) -> np.ndarray:
-    "Per class, the probability cut that maximises F1 on (`Y`, `P`) (0.5 for a class without positives)."
-    thr = np.full(Y.shape[1], 0.5)
-    for j in range(Y.shape[1]):
-        y, p = Y[:, j] > 0, P[:, j]
-        if not y.any(): continue
-        cand = np.unique(p); f1 = [2 * (y & (p >= c)).sum() / (y.sum() + (p >= c).sum()) for c in cand]
-        best = np.flatnonzero(np.isclose(f1, max(f1)))
-        i = best[len(best) // 2]; thr[j] = (cand[i] + cand[i - 1]) / 2 if i > 0 else cand[i] / 2
-    return thr
-
-def metric_table(Y: np.ndarray, P: np.ndarray, classes: list[str], task: str, thr=None) -> dict:
-    "Per-class AUROC, F1, sensitivity, specificity and their macros, `balanced_accuracy` and the lesion macros."
-    Y = np.asarray(Y) > 0; P = np.asarray(P)
-    Yh = (P >= (0.5 if thr is None else np.asarray(thr))) if task == "multilabel" else np.eye(len(classes), dtype=bool)[P.argmax(1)]
-    tp = (Yh & Y).sum(0); fp = (Yh & ~Y).sum(0); fn = (~Yh & Y).sum(0); tn = (~Yh & ~Y).sum(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sens, spec, f1 = tp / (tp + fn), tn / (tn + fp), np.where(tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
-    out = {}
-    for j, c in enumerate(classes):
-        out.update({f"auroc_{c}": auroc(Y[:, j], P[:, j]), f"f1_{c}": f1[j], f"sensitivity_{c}": sens[j], f"specificity_{c}": spec[j]})
-    les = [j for j, c in enumerate(classes) if c in LESIONS]
-    mean = lambda v: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
-    aucs = np.array([out[f"auroc_{c}"] for c in classes])
-    out.update(macro_auroc=mean(aucs), macro_f1=mean(f1), lesion_macro_auroc=mean(aucs[les]), lesion_macro_f1=mean(f1[les]),
-               balanced_accuracy=mean(sens) if task == "multiclass" else mean((sens + spec) / 2))
-    return {k: float(v) for k, v in out.items()}
-
 # %% ../nbs/06a_crossval.ipynb #87a1ea20
-def _logits(P: np.ndarray, task: str) -> np.ndarray:
-    "Logits of probabilities: log-odds (multi-label) or log-probabilities (multi-class)."
-    P = np.clip(P, 1e-6, 1 - 1e-6)
-    return np.log(P / (1 - P)) if task == "multilabel" else np.log(P)
-
-def apply_temperature(P: np.ndarray, T: float, task: str) -> np.ndarray:
-    "Probabilities `P` recalibrated with temperature `T`."
-    z = _logits(P, task) / T
-    if task == "multilabel": return 1 / (1 + np.exp(-z))
-    e = np.exp(z - z.max(1, keepdims=True)); return e / e.sum(1, keepdims=True)
-
-def log_loss(Y: np.ndarray, P: np.ndarray, task: str) -> float:
-    "Mean binary (multi-label) or categorical (multi-class) cross-entropy."
-    P = np.clip(P, 1e-6, 1 - 1e-6)
-    return float(-np.mean(Y * np.log(P) + (1 - Y) * np.log(1 - P))) if task == "multilabel" else float(-np.mean(np.log((P * Y).sum(1))))
-
-def fit_temperature(Y: np.ndarray, P: np.ndarray, task: str) -> float:
-    "The temperature in [0.1, 10] minimising the log-loss of (`Y`, `P`)."
-    Ts = np.logspace(-1, 1, 81)
-    return float(Ts[np.argmin([log_loss(Y, apply_temperature(P, T, task), task) for T in Ts])])
-
-def _conf_hits(Y: np.ndarray, P: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
-    "Confidence and correctness pairs that calibration is judged on."
-    if task == "multilabel": return P.ravel(), (Y > 0).ravel().astype(float)
-    return P.max(1), (P.argmax(1) == Y.argmax(1)).astype(float)
-
-def expected_calibration_error(Y: np.ndarray, P: np.ndarray, task: str, bins: int = 10) -> float:
-    "Expected calibration error over `bins` equal-width confidence bins."
-    c, h = _conf_hits(Y, P, task); b = np.minimum((c * bins).astype(int), bins - 1)
-    return float(sum(abs(h[b == i].mean() - c[b == i].mean()) * (b == i).mean() for i in range(bins) if (b == i).any()))
-
 def reliability_diagram(Y: np.ndarray, P: np.ndarray, task: str, label: str = "", ax=None, bins: int = 10):
     "Observed frequency against predicted probability per bin, with the ECE in the legend."
     ax = ax or plt.subplots(figsize=(3.6, 3.6))[1]
-    c, h = _conf_hits(Y, P, task); b = np.minimum((c * bins).astype(int), bins - 1)
-    xs = [c[b == i].mean() for i in range(bins) if (b == i).any()]; ys = [h[b == i].mean() for i in range(bins) if (b == i).any()]
-    ax.plot([0, 1], [0, 1], "k:", lw=0.8); ax.plot(xs, ys, "o-", label=f"{label} ECE {expected_calibration_error(Y, P, task, bins):.3f}")
+    c, h = confidence_hits(Y, P, task)
+    b = np.minimum((c * bins).astype(int), bins - 1)
+    xs = [c[b == i].mean() for i in range(bins) if (b == i).any()]
+    ys = [h[b == i].mean() for i in range(bins) if (b == i).any()]
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.plot(xs, ys, "o-", label=f"{label} ECE {expected_calibration_error(Y, P, task, bins):.3f}")
     ax.set_xlabel("predicted probability"); ax.set_ylabel("observed frequency"); ax.legend(fontsize=7)
     return ax
 
 # %% ../nbs/06a_crossval.ipynb #a7f0d001
-def predict_rows(member: Member, fs: FeatureSet, rows: np.ndarray) -> np.ndarray:
-    "Probabilities (n, k) of `member` for the manifest rows of `fs` where `rows` is True, in manifest order."
-    m = np.isin(fs.row, np.flatnonzero(rows))
-    recs, P = aggregate(member.probabilities(fs.windows(rows), fs.row[m]), fs.row[m])
-    return P[np.argsort(recs)]
-
 def load_fold(cv_dir: str | Path, k: int) -> Member:
     "The trained model of fold `k` of the cross-validation in `cv_dir`."
     d = Path(cv_dir) / f"fold_{k}"
-    if not ((d / "baseline.joblib").exists() or (d / "model.keras").exists()):
+    refuse_pickles(d)
+    if not ((d / "baseline.npz").exists() or (d / "model.keras").exists()):
         raise HeartError(f"{d}: no saved fold model (cross-validate again with this version to save one)")
     return Member.load(d)
 
@@ -167,14 +99,12 @@ class CVResult:
         return d, d[ycols].to_numpy(), d[pcols].to_numpy()
 
 def _fit_on_validation(pr: pd.DataFrame, classes: list[str], task: str) -> dict:
-    "Fit one fold's temperature and thresholds on its validation rows; writes the `cal_` columns of `pr`, returns both."
-    v = (pr.role == "val").to_numpy(); pc, yc = ["p_" + c for c in classes], ["y_" + c for c in classes]
-    P, Y = pr[pc].to_numpy(), pr[yc].to_numpy()
-    T = fit_temperature(Y[v], P[v], task)
-    pr[["cal_" + c for c in classes]] = apply_temperature(P, T, task)
-    vp = pr[v].groupby("patient_id")[pc + yc].mean()
-    return {"temperature": T, "thresholds": {"recording": best_thresholds(Y[v], P[v]).tolist(),
-                                             "patient": best_thresholds(vp[yc].to_numpy(), vp[pc].to_numpy()).tolist()}}
+    "One fold's `fit_decision` on its validation rows; writes the temperature-scaled `cal_` columns of `pr`."
+    v = (pr.role == "val").to_numpy()
+    P, Y = pr[["p_" + c for c in classes]].to_numpy(), pr[["y_" + c for c in classes]].to_numpy()
+    dec = fit_decision(Y[v], P[v], pr.patient_id[v].to_numpy(), task)
+    pr[["cal_" + c for c in classes]] = apply_temperature(P, dec["temperature"], task)
+    return dec
 
 def _inner_validation(man: pd.DataFrame, cfg: HeartConfig, fold: int) -> np.ndarray:
     "True for the training recordings kept for validation: about `cfg.val_frac` of the training patients, stratified."
@@ -251,6 +181,7 @@ def load_cv(cv_dir: str | Path) -> CVResult:
     "The `CVResult` stored in a folder written by `cross_validate`."
     d = Path(cv_dir)
     if not (d / "cv.json").exists(): raise HeartError(f"{d}: not a cross-validation folder (missing cv.json)")
+    refuse_pickles(d)
     m = json.loads((d / "cv.json").read_text()); preds, folds = [], []
     for k in range(m["folds"]):
         f = d / f"fold_{k}"
@@ -267,25 +198,18 @@ def _thresholds(res: CVResult, level: str, folds: np.ndarray):
 
 def cv_rows(res: CVResult, n_boot: int = 500, seconds: float | None = None, calibrated: bool = False, seed: int = 0) -> list[dict]:
     "Result rows (mean over folds, patient-bootstrap 95 % CI) for every metric at recording and patient level."
-    rng = np.random.default_rng(seed); rows = []
+    rng = np.random.default_rng(seed)
+    rows = []
+    secs = round(seconds if seconds is not None else sum(f["seconds"] for f in res.folds), 1)
     for level in ("recording", "patient"):
-        d, Y, P = res.level(level, calibrated=calibrated); thr = _thresholds(res, level, d.fold.to_numpy())
-        groups = {k: [np.flatnonzero((d.fold == k).to_numpy() & (d.patient_id == p).to_numpy()) for p in d.patient_id[d.fold == k].unique()]
-                  for k in sorted(d.fold.unique())}
-        def fold_mean(pick):
-            tabs = []
-            for k, g in groups.items():
-                idx = np.concatenate([g[i] for i in pick(len(g))])
-                tabs.append(metric_table(Y[idx], P[idx], res.classes, res.task, None if thr is None else thr[idx]))
-            return {m: float(np.nanmean([t[m] for t in tabs])) for m in tabs[0]}
-        point = fold_mean(lambda n: np.arange(n))
-        boot = [fold_mean(lambda n: rng.integers(0, n, n)) for _ in range(n_boot)]
-        for m, v in point.items():
-            b = np.array([x[m] for x in boot]); b = b[np.isfinite(b)]
-            lo, hi = (np.percentile(b, [2.5, 97.5]) if len(b) else (np.nan, np.nan))
+        d, Y, P = res.level(level, calibrated=calibrated)
+        thr = _thresholds(res, level, d.fold.to_numpy())
+        stats = bootstrap_metrics(Y, P, res.classes, res.task, thr, d.fold.to_numpy(), d.patient_id.to_numpy(),
+                                  n_boot, rng)
+        for m, (v, lo, hi) in stats.items():
             rows.append({"model": res.model, "task": res.task, "level": level, "metric": m, "mean": round(v, 4),
-                         "ci_low": round(float(lo), 4), "ci_high": round(float(hi), 4), "folds": len(groups),
-                         "seconds": round(seconds if seconds is not None else sum(f["seconds"] for f in res.folds), 1)})
+                         "ci_low": round(lo, 4), "ci_high": round(hi, 4), "folds": int(d.fold.nunique()),
+                         "seconds": secs})
     return rows
 
 # %% ../nbs/06a_crossval.ipynb #7ebca904

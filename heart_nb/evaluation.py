@@ -9,53 +9,46 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib
 import matplotlib.pyplot as plt
+import warnings
 from sklearn import metrics as skm
 from .core import HeartError, atomic_write_text
 from .features import FeatureSet, extract_features
 from .training import Run, load_run, target_matrix
+from .metrics import aggregate, bootstrap_metrics, decisions
 
 # %% auto #0
-__all__ = ['COMPARE_METRICS', 'aggregate', 'compute_metrics', 'plot_confusion', 'plot_history', 'plot_roc', 'evaluate_run',
-           'compare_runs']
-
-# %% ../nbs/06_evaluation.ipynb #58ed080c
-def aggregate(P: np.ndarray, groups) -> tuple[np.ndarray, np.ndarray]:
-    "Mean of rows of `P` per group: (groups in first-seen order, mean probabilities)."
-    g = pd.Series(np.asarray(groups))
-    keys = g.drop_duplicates().to_numpy()
-    means = pd.DataFrame(P).groupby(g.to_numpy(), sort=False).mean().loc[keys].to_numpy()
-    return keys, means
+__all__ = ['HEADLINE', 'COMPARE_METRICS', 'compute_metrics', 'per_class_table', 'plot_confusion', 'plot_history', 'plot_roc',
+           'evaluate_run', 'compare_runs']
 
 # %% ../nbs/06_evaluation.ipynb #aa5b1574
-def _auroc(y: np.ndarray, p: np.ndarray) -> float | None:
-    "ROC AUC, or None when `y` holds one class only."
-    return float(skm.roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None
+HEADLINE: tuple[str, ...] = ("lesion_macro_auroc", "lesion_macro_f1", "macro_auroc", "macro_f1", "balanced_accuracy")
 
-def compute_metrics(Y: np.ndarray, P: np.ndarray, classes: list[str], task: str, threshold: float = 0.5) -> dict:
-    "Metrics of probabilities `P` against 0/1 targets `Y` (n, k) for a 'multiclass' or 'multilabel' task."
+def compute_metrics(Y: np.ndarray, P: np.ndarray, classes: list[str], task: str, thr=None, patients=None,
+                    n_boot: int = 500) -> dict:
+    "`metric_table` at thresholds `thr`, with confusion counts and 95 % CIs (`patients` resampled) of each metric."
     if Y.shape != P.shape: raise HeartError(f"targets {Y.shape} and probabilities {P.shape} differ in shape")
     if len(Y) == 0: raise HeartError("no samples to evaluate")
-    k = len(classes); out = {"n": int(len(Y)), "task": task, "classes": list(classes)}
-    aucs = {c: _auroc(Y[:, i], P[:, i]) for i, c in enumerate(classes)}
-    valid = [a for a in aucs.values() if a is not None]
-    out["auroc"] = aucs; out["macro_auroc"] = float(np.mean(valid)) if valid else None
+    stats = bootstrap_metrics(Y, P, classes, task, thr, patients=patients, n_boot=n_boot)
+    out = {"n": int(len(Y)), "task": task, "classes": list(classes),
+           "thresholds": None if thr is None or task == "multiclass" else [float(t) for t in thr]}
+    out.update({m: v for m, (v, _, _) in stats.items()})
+    out["ci"] = {m: [lo, hi] for m, (_, lo, hi) in stats.items()}
+    Yh, Yb = decisions(P, thr, task), np.asarray(Y) > 0
     if task == "multiclass":
-        y, yh = Y.argmax(1), P.argmax(1)
-        out.update(accuracy=float(skm.accuracy_score(y, yh)), balanced_accuracy=float(skm.balanced_accuracy_score(y, yh)),
-                   macro_f1=float(skm.f1_score(y, yh, labels=range(k), average="macro", zero_division=0)),
-                   confusion=skm.confusion_matrix(y, yh, labels=range(k)).tolist(),
-                   report=skm.classification_report(y, yh, labels=range(k), target_names=classes, output_dict=True, zero_division=0))
+        out["confusion"] = skm.confusion_matrix(Y.argmax(1), Yh.argmax(1), labels=range(len(classes))).tolist()
     else:
-        Yh = (P >= threshold).astype(int)
-        tp = (Yh * Y).sum(0); fn = ((1 - Yh) * Y).sum(0); tn = ((1 - Yh) * (1 - Y)).sum(0); fp = (Yh * (1 - Y)).sum(0)
-        sens = np.where(tp + fn > 0, tp / np.maximum(tp + fn, 1), np.nan); spec = np.where(tn + fp > 0, tn / np.maximum(tn + fp, 1), np.nan)
-        out.update(subset_accuracy=float((Yh == Y).all(1).mean()), threshold=threshold,
-                   balanced_accuracy=float(np.nanmean((sens + spec) / 2)),
-                   macro_f1=float(skm.f1_score(Y, Yh, average="macro", zero_division=0)),
-                   sensitivity=dict(zip(classes, map(float, sens))), specificity=dict(zip(classes, map(float, spec))),
-                   confusion={c: [[int(tn[i]), int(fp[i])], [int(fn[i]), int(tp[i])]] for i, c in enumerate(classes)},
-                   report=skm.classification_report(Y, Yh, target_names=classes, output_dict=True, zero_division=0))
+        out["confusion"] = {c: [[int((~Yh[:, i] & ~Yb[:, i]).sum()), int((Yh[:, i] & ~Yb[:, i]).sum())],
+                                [int((~Yh[:, i] & Yb[:, i]).sum()), int((Yh[:, i] & Yb[:, i]).sum())]]
+                            for i, c in enumerate(classes)}
     return out
+
+# %% ../nbs/06_evaluation.ipynb #38318d15
+def per_class_table(m: dict) -> pd.DataFrame:
+    "One row per class of `compute_metrics`' result: AUROC, F1, sensitivity, specificity and the threshold used."
+    thr = m["thresholds"] or [np.nan] * len(m["classes"])
+    cols = ("auroc", "f1", "sensitivity", "specificity")
+    return pd.DataFrame({c: [m[f"{k}_{c}"] for k in cols] + [t] for c, t in zip(m["classes"], thr)},
+                        index=[*cols, "threshold"]).T
 
 # %% ../nbs/06_evaluation.ipynb #a6721d68
 def plot_confusion(cm, classes: list[str], title: str = "", ax=None):
@@ -103,7 +96,8 @@ def _protocol(run: Run, split: str, n_pat: int, external: bool) -> str:
 def evaluate_run(run_dir: str | Path, manifest: pd.DataFrame | None = None, split: str = "test",
                  cache_dir: str | Path | None = None, features: FeatureSet | None = None, show: bool = False) -> dict:
     "Metrics of a run on held-out patients at recording and patient level; writes metrics.json and PNGs (reuses `features` when given)."
-    run = load_run(run_dir); d = run.path
+    run = load_run(run_dir)
+    d = run.path
     if manifest is None:
         man = run.split[run.split.split == split]
         if man.empty: raise HeartError(f"{d}: the run has no '{split}' patients; pass a manifest of other patients")
@@ -126,11 +120,28 @@ def evaluate_run(run_dir: str | Path, manifest: pd.DataFrame | None = None, spli
     Yp = target_matrix(man.drop_duplicates("patient_id").set_index("patient_id").loc[pk].reset_index(), run.classes)
     res = {"protocol": _protocol(run, split, len(pk), manifest is not None), "model": run.info["model"],
            "data_note": run.info.get("data_note", ""), "failed_files": fs.errors,
-           "recording": compute_metrics(Yr, Pr, run.classes, run.task),
-           "patient": compute_metrics(Yp, Pp, run.classes, run.task)}
-    atomic_write_text(d / "metrics.json", json.dumps(res, indent=1))
+           "decision": _decision_note(run)}
+    for level, Y, P, who in (("recording", Yr, Pr, pats), ("patient", Yp, Pp, pk)):
+        res[level] = compute_metrics(Y, P, run.classes, run.task, run.thresholds(level), who)
+        half = compute_metrics(Y, P, run.classes, run.task, None, who, n_boot=0)
+        res[level]["at_0.5"] = {m: half[m] for m in ("lesion_macro_f1", "macro_f1", "balanced_accuracy")}
+    atomic_write_text(d / "metrics.json", json.dumps(_json_safe(res), indent=1))
     _figures(run, res, (Yr, Pr), (Yp, Pp), show)
     return res
+
+def _decision_note(run: Run) -> str:
+    "How the run decides, in words."
+    if run.task == "multiclass": return "the most probable class (multi-class)"
+    if run.decision is None: return "0.5 for every class (an older run without decision.json)"
+    n = run.decision.get("fitted_on", {}).get("patients", "?")
+    return f"per-class thresholds fitted on the run's {n} validation patients (decision.json)"
+
+def _json_safe(x):
+    "`x` with every non-finite float as None (JSON has no NaN)."
+    if isinstance(x, dict): return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return [_json_safe(v) for v in x]
+    if isinstance(x, float) and not np.isfinite(x): return None
+    return x
 
 # %% ../nbs/06_evaluation.ipynb #1ee88eef
 def _figures(run: Run, res: dict, rec: tuple, pat: tuple, show: bool) -> None:

@@ -7,14 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import CLASS_NAMES, HeartError
+from .core import CLASS_NAMES, HeartConfig, HeartError
 from .features import recording_log_mel, log_mel
 from .cycle import Quality, read_recording
-from .training import Run, load_run
+from .training import Run, load_run, summarise_windows
+from .metrics import decisions
 
 # %% auto #0
 __all__ = ['AUDIO_SUFFIXES', 'Analysis', 'export_model', 'Predictor', 'predict', 'explanation', 'plot_prediction', 'audio_files',
-           'prediction_panel']
+           'group_recordings', 'predict_patients', 'prediction_panel']
 
 # %% ../nbs/07_prediction.ipynb #863b6153
 @dataclass
@@ -30,9 +31,12 @@ class Analysis:
 
     def row(self) -> dict:
         "The row `predict` returns and `heart-nb predict --json` prints."
-        return {"path": str(self.path), "prediction": self.prediction,
-                "probabilities": {c: round(v, 4) for c, v in self.probabilities.items()},
-                "quality": self.quality.verdict, "heart_rate_bpm": self.quality.heart_rate_bpm, "error": ""}
+        return _row(self.path, self.prediction, self.probabilities, self.quality)
+
+def _row(path, prediction: str, probs: dict, q: Quality) -> dict:
+    "One recording's row: path, prediction, probabilities (4 decimals), quality, heart_rate_bpm, error ('')."
+    return {"path": str(path), "prediction": prediction, "probabilities": {c: round(v, 4) for c, v in probs.items()},
+            "quality": q.verdict, "heart_rate_bpm": q.heart_rate_bpm, "error": ""}
 
 # %% ../nbs/07_prediction.ipynb #58814dd8
 def _networks_graph(run: Run):
@@ -106,24 +110,35 @@ class Predictor:
         self.engine = engine
         self.onnx = _OnnxNetworks(self.run) if engine == "onnx" else None
 
+    def _networks(self, X: np.ndarray) -> np.ndarray:
+        "The networks' mean probabilities (n, k) of windows `X` (any number of recordings), with the chosen engine."
+        nets = [m for m in self.run.members if m.kind != "baseline"]
+        if self.onnx is not None: return self.onnx(nets[0].standardiser.normalise(X))
+        return np.mean([m.probabilities(X) for m in nets], axis=0)
+
+    def _combine(self, P_nets: np.ndarray | None, P_base: np.ndarray | None) -> np.ndarray:
+        "The members' mean from the networks' mean `P_nets` and the baseline's `P_base` (either None if absent)."
+        n_nets = sum(m.kind != "baseline" for m in self.run.members)
+        parts = [n_nets * P_nets] if n_nets else []
+        parts += [P_base] if P_base is not None else []
+        return (sum(parts) / len(self.run.members)).astype(np.float32)
+
     def probabilities(self, X: np.ndarray) -> np.ndarray:
         "The members' mean probabilities (n, k) of one recording's windows `X`, with the chosen engine."
-        if self.onnx is None: return self.run.probabilities(X)
         if len(X) == 0: return np.zeros((0, len(self.classes)), np.float32)
-        nets = [m for m in self.run.members if m.kind != "baseline"]
-        P = len(nets) * self.onnx(nets[0].standardiser.normalise(X))         # the networks' mean, times their count
-        P = P + sum(m.probabilities(X) for m in self.run.members if m.kind == "baseline")
-        return (P / len(self.run.members)).astype(np.float32)
+        nets = any(m.kind != "baseline" for m in self.run.members)
+        base = [m.probabilities(X) for m in self.run.members if m.kind == "baseline"]
+        return self._combine(self._networks(X) if nets else None, base[0] if base else None)
 
     @property
     def classes(self) -> list[str]: return self.run.classes
 
-    def decide(self, probs: dict[str, float], quality: str = "ok") -> str:
-        "'unknown' for a recording that failed the quality gate; else the top class (multi-class) or those at ≥ 0.5."
+    def decide(self, probs: dict[str, float], quality: str = "ok", level: str = "recording") -> str:
+        "'unknown' if the quality gate failed; else the classes `decisions` calls at the run's `level` thresholds."
         if quality != "ok": return "unknown"
-        if self.run.task == "multiclass": return max(probs, key=probs.get)
-        on = [c for c in self.classes if probs[c] >= 0.5]
-        return "+".join(on) if on else max(probs, key=probs.get)
+        P = np.array([[probs[c] for c in self.classes]])
+        on = [c for c, x in zip(self.classes, decisions(P, self.run.thresholds(level), self.run.task)[0]) if x]
+        return "+".join(on) if on else "none"
 
     def analyse(self, path: str | Path) -> Analysis:
         "Everything about one recording; HeartError (naming the file) when it cannot be read."
@@ -137,15 +152,62 @@ class Predictor:
         "Row of one recording: path, prediction, probabilities, quality, heart_rate_bpm, error ('')."
         return self.analyse(path).row()
 
-    def predict_many(self, paths, progress: bool = False) -> list[dict]:
-        "One row per file; a file that cannot be read gets its reason in `error` and no probabilities."
+    def predict_many(self, paths, progress: bool = False, n_jobs: int | None = None, chunk_windows: int = 2048) -> list[dict]:
+        "One row per file, in order; a file that cannot be read gets its reason in `error` and no probabilities."
+        return [row for row, _ in self.scored(paths, progress, n_jobs, chunk_windows)]
+
+    def scored(self, paths, progress: bool = False, n_jobs: int | None = None, chunk_windows: int = 2048) -> list:
+        "`predict_many`'s rows, each with its unrounded probabilities (None for a file that failed): [(row, P)]."
+        # files are read, gated and cut into windows in worker processes (n_jobs; default: every core, 1 for a few
+        # files), while this process scores the windows of many files in one model call (chunk_windows at a time)
+        import os
+        from joblib import Parallel, delayed
         from tqdm.auto import tqdm
+        from heart_nb.features import default_backend
+        paths = list(paths)
+        n_jobs = n_jobs or (1 if len(paths) < 8 else min(os.cpu_count() or 1, 8))
+        base = next((m.model.cfg for m in self.run.members if m.kind == "baseline"), None)
+        jobs = (delayed(_prepare_file)(str(p), self.run.cfg, base) for p in paths)
+        if n_jobs == 1: ready = (j[0](*j[1], **j[2]) for j in jobs)
+        else: ready = Parallel(n_jobs, backend=default_backend(), return_as="generator", batch_size=4)(jobs)
+        rows, pending = [], []
+        for p, r in zip(paths, tqdm(ready, total=len(paths), desc="predicting", unit="file", disable=not progress,
+                                    leave=False)):
+            pending.append((p, r))
+            if sum(len(x[1][0]) for x in pending if x[1][0] is not None) >= chunk_windows:
+                rows += self._score(pending)
+                pending = []
+        return rows + self._score(pending)
+
+    def _score(self, pending: list) -> list[dict]:
+        "(row, probabilities) of prepared files [(path, (windows, quality, summary, error))]: one model call for all."
+        good = [(p, r) for p, r in pending if not r[3]]
+        P = {}
+        if good:
+            X = np.concatenate([r[0] for _, r in good])
+            ends = np.cumsum([len(r[0]) for _, r in good])
+            nets = any(m.kind != "baseline" for m in self.run.members)
+            Pn = [s.mean(0) for s in np.split(self._networks(X), ends[:-1])] if nets else None
+            bl = [m for m in self.run.members if m.kind == "baseline"]
+            Pb = bl[0].model.predict(np.stack([r[2] for _, r in good])) if bl else None
+            Pf = self._combine(None if Pn is None else np.stack(Pn), Pb)
+            P = {id(r): dict(zip(self.classes, map(float, pf))) for (_, r), pf in zip(good, Pf)}
         rows = []
-        for p in tqdm(list(paths), desc="predicting", unit="file", disable=not progress, leave=False):
-            try: rows.append(self.predict(p))
-            except HeartError as e:
-                rows.append({"path": str(p), "prediction": "", "quality": "", "heart_rate_bpm": None, "error": str(e)})
+        for p, r in pending:
+            if r[3]:
+                rows.append(({"path": str(p), "prediction": "", "quality": "", "heart_rate_bpm": None, "error": r[3]}, None))
+                continue
+            probs = P[id(r)]
+            rows.append((_row(p, self.decide(probs, r[1].verdict), probs, r[1]), probs))
         return rows
+
+def _prepare_file(path: str, cfg: HeartConfig, baseline_cfg: HeartConfig | None) -> tuple:
+    "(windows, quality, the baseline's summary or None, error ''): one file read, gated and cut into log-Mel windows."
+    try:
+        y, q = read_recording(path, cfg)
+        X = recording_log_mel(y, cfg)[0]
+    except HeartError as e: return None, None, None, str(e)
+    return X, q, None if baseline_cfg is None else summarise_windows(X, baseline_cfg), ""
 
 def predict(path: str | Path, run: Run | str | Path) -> dict:
     "The row of the recording at `path` under the trained `run` (a folder or a loaded `Run`)."
@@ -240,6 +302,58 @@ def audio_files(sources) -> list[Path]:
         if found: out += found                            # a folder without audio keeps its row ('is a folder')
         else: out.append(s)                               # a missing file still gets its row ('no such file')
     return out
+
+# %% ../nbs/07_prediction.ipynb #bfbe8b53
+def group_recordings(paths, pattern: str = "bmd-hs", manifest: pd.DataFrame | None = None) -> pd.DataFrame:
+    "Each file's patient and site (columns path, patient, site, error): from `manifest`, else from its name by `pattern`."
+    from heart_nb.annotations import normalise_patient_id
+    from heart_nb.mapping import compile_pattern
+    rows = []
+    if manifest is not None:
+        by = {str(Path(p).resolve()): r for p, r in zip(manifest.path, manifest.itertuples())}
+        for p in map(Path, paths):
+            r = by.get(str(p.resolve()))
+            site = "" if r is None or pd.isna(getattr(r, "site", "")) else str(getattr(r, "site", ""))
+            rows.append({"path": str(p), "patient": None if r is None else str(r.patient_id), "site": site,
+                         "error": "" if r is not None else f"{p}: not in the manifest"})
+        return pd.DataFrame(rows, columns=["path", "patient", "site", "error"])
+    rx = compile_pattern(pattern)
+    for p in map(Path, paths):
+        m = rx.match(p.name)
+        g = m.groupdict() if m else {}
+        rows.append({"path": str(p), "patient": normalise_patient_id(g["patient"]) if m else None,
+                     "site": g.get("site") or "",
+                     "error": "" if m else f"{p}: name does not match the patient pattern {pattern!r}; "
+                                           "give --group-by REGEX with a (?P<patient>...) group, or --manifest"})
+    return pd.DataFrame(rows, columns=["path", "patient", "site", "error"])
+
+# %% ../nbs/07_prediction.ipynb #ff6c62c3
+def predict_patients(predictor: Predictor, paths, pattern: str = "bmd-hs", manifest: pd.DataFrame | None = None,
+                     progress: bool = False, n_jobs: int | None = None) -> tuple[list[dict], list[dict]]:
+    "(one row per patient, one row per recording): the mean of each patient's usable recordings, decided per patient."
+    groups = group_recordings(list(paths), pattern, manifest)
+    ok = groups.error == ""
+    scored = dict(zip(groups.path[ok], predictor.scored(groups.path[ok].tolist(), progress, n_jobs)))
+    thr = dict(zip(predictor.classes, map(float, predictor.run.thresholds("patient"))))
+    patients, recordings = [], []
+    for g in groups.itertuples():
+        row, P = scored.get(g.path, ({"path": g.path, "prediction": "", "quality": "", "heart_rate_bpm": None,
+                                      "error": g.error}, None))
+        recordings.append({**row, "patient": g.patient, "site": g.site, "_p": P})
+    rec = pd.DataFrame(recordings)
+    for pid, r in rec[rec.patient.notna()].groupby("patient", sort=False):
+        used = r[(r.error == "") & (r.quality == "ok")]
+        out = r[(r.error == "") & (r.quality != "ok")]
+        mean = lambda d: {c: float(np.mean([p[c] for p in d["_p"]])) for c in predictor.classes}
+        probs = mean(used) if len(used) else {}
+        patients.append({"patient": pid, "prediction": predictor.decide(probs, "ok", "patient") if len(used) else "unknown",
+                         "probabilities": {c: round(v, 4) for c, v in probs.items()}, "thresholds": thr,
+                         "recordings_used": len(used), "recordings_left_out": len(out),
+                         "left_out": dict(zip(out.path.map(lambda p: Path(p).name), out.quality)),
+                         "errors": dict(zip(r.path[r.error != ""].map(lambda p: Path(p).name), r.error[r.error != ""])),
+                         "sites": {s: {c: round(v, 4) for c, v in mean(d).items()} for s, d in used.groupby("site", sort=True)},
+                         "_p": probs})
+    return patients, recordings
 
 # %% ../nbs/07_prediction.ipynb #5355c7dc
 def prediction_panel(runs, source):

@@ -12,7 +12,9 @@ from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 from .core import HeartConfig, HeartError
 from .features import FeatureSet, RecordingFeatures, default_backend, feature_key, recording_features
-from .crossval import CVResult, apply_temperature, cv_rows, load_fold, predict_rows
+from .crossval import CVResult, cv_rows, load_fold
+from .metrics import apply_temperature
+from .training import predict_rows
 
 # %% auto #0
 __all__ = ['SHIFTS', 'shift_audio', 'shifted_features', 'shift_result', 'shift_rows', 'plot_shift']

@@ -11,12 +11,14 @@ import numpy as np, pandas as pd
 from .core import CLASSES, SHIPPED, HeartConfig, HeartError, atomic_path, atomic_write_text, seed_everything
 from .features import FeatureSet, Standardiser, Windows, _band_centres, extract_features, recording_frames
 from .cycle import cycle_profile
+from .metrics import aggregate, fit_decision
 
 # %% auto #0
-__all__ = ['KINDS', 'present_classes', 'choose_task', 'target_matrix', 'patient_split', 'assert_patient_disjoint',
-           'class_weights', 'sample_weights', 'augment_windows', 'learning_rate_at', 'training_windows',
-           'validation_windows', 'distribution_scope', 'fit_model', 'summarise_windows', 'recording_summary',
-           'Baseline', 'fit_baseline', 'Member', 'member_kinds', 'train', 'Run', 'load_run']
+__all__ = ['PICKLE_SUFFIXES', 'KINDS', 'present_classes', 'choose_task', 'target_matrix', 'patient_split',
+           'assert_patient_disjoint', 'class_weights', 'sample_weights', 'augment_windows', 'learning_rate_at',
+           'training_windows', 'validation_windows', 'distribution_scope', 'fit_model', 'summarise_windows',
+           'recording_summary', 'summary_layout', 'Baseline', 'fit_baseline', 'refuse_pickles', 'Member',
+           'predict_rows', 'member_kinds', 'train', 'Run', 'load_run']
 
 # %% ../nbs/05_training.ipynb #5df2ef22
 def present_classes(manifest: pd.DataFrame) -> list[str]:
@@ -341,29 +343,86 @@ def recording_summary(fs: FeatureSet, cfg: HeartConfig = HeartConfig(), n_mfcc: 
     for r, idx in rows.items(): out[r] = summarise_windows(W[idx], cfg, n_mfcc)
     return out
 
+def summary_layout(cfg: HeartConfig = HeartConfig(), n_mfcc: int = 20) -> list[tuple[str, int]]:
+    "The blocks of `summarise_windows`' feature vector, in order: (name, width)."
+    return [("log-Mel 10/50/90th percentiles per band", 3 * cfg.n_mels), ("log-Mel std per band", cfg.n_mels),
+            ("MFCC mean", n_mfcc), ("MFCC std", n_mfcc), ("MFCC delta std", n_mfcc),
+            ("envelope 5/50/95th percentiles", 3), ("envelope std, periodicity", 2),
+            ("cycle profile: 16 band groups x (4 systolic + 6 diastolic phases) + 16 contrasts", 176)]
+
 class Baseline:
-    "Logistic regression (C: `cfg.baseline_c`) on standardised `recording_summary`; one-vs-rest if multi-label."
+    "Logistic regression (C: `cfg.baseline_c`) on standardised summaries, one-vs-rest if multi-label; plain arrays."
+    # fitted with scikit-learn, then held (and saved) as arrays: scaler mean and scale, each class's coefficients and
+    # intercept, and for multi-class the classes seen in training; predictions are NumPy, pinned to scikit-learn's
     def __init__(self, task: str, cfg: HeartConfig = HeartConfig()):
+        self.task, self.cfg = task, cfg                                 # cfg: the features' frame rate and bands
+        self.mean = self.scale = self.coef = self.intercept = self.seen = None
+        self.k = 0
+
+    def sklearn_model(self):
+        "The unfitted scikit-learn pipeline that `fit` fits."
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
         from sklearn.linear_model import LogisticRegression
         from sklearn.multiclass import OneVsRestClassifier
-        lr = LogisticRegression(C=cfg.baseline_c, class_weight="balanced", max_iter=2000, random_state=cfg.seed)
-        self.task, self.cfg = task, cfg                                 # cfg: the features' frame rate and bands
-        self.model = make_pipeline(StandardScaler(), OneVsRestClassifier(lr) if task == "multilabel" else lr)
+        lr = LogisticRegression(C=self.cfg.baseline_c, class_weight="balanced", max_iter=2000, random_state=self.cfg.seed)
+        return make_pipeline(StandardScaler(), OneVsRestClassifier(lr) if self.task == "multilabel" else lr)
 
     def fit(self, F: np.ndarray, Y: np.ndarray) -> "Baseline":
         "Fit on features `F` and 0/1 targets `Y` (n, k)."
-        self.model.fit(F, Y if self.task == "multilabel" else Y.argmax(1))
-        self.k = Y.shape[1]
+        model = self.sklearn_model().fit(F, Y if self.task == "multilabel" else Y.argmax(1))
+        scaler, clf = model[0], model[-1]
+        self.mean, self.scale, self.k = scaler.mean_.astype(np.float64), scaler.scale_.astype(np.float64), Y.shape[1]
+        if self.task == "multilabel":                                   # a class constant in training: a constant
+            fitted = [(e.coef_[0], e.intercept_[0]) if hasattr(e, "coef_") else
+                      (np.zeros(F.shape[1]), np.inf if e.y_[0] else -np.inf) for e in clf.estimators_]
+            self.coef, self.intercept = np.stack([c for c, _ in fitted]), np.array([b for _, b in fitted])
+            self.seen = np.arange(self.k)
+        else:
+            self.coef, self.intercept, self.seen = clf.coef_, clf.intercept_, clf.classes_.astype(np.int64)
         return self
 
     def predict(self, F: np.ndarray) -> np.ndarray:
-        "Probabilities (n, k)."
-        P = self.model.predict_proba(F)
-        if self.task == "multiclass" and P.shape[1] != self.k:           # a class absent from training gets 0
-            full = np.zeros((len(F), self.k)); full[:, self.model.classes_] = P; P = full
-        return P.astype(np.float32)
+        "Probabilities (n, k); a class absent from a multi-class training set gets 0."
+        from scipy.special import expit, softmax
+        L = ((np.asarray(F, np.float64) - self.mean) / self.scale) @ self.coef.T + self.intercept
+        if self.task == "multilabel": return expit(L).astype(np.float32)
+        P = np.hstack([expit(-L), expit(L)]) if L.shape[1] == 1 else softmax(L, axis=1)
+        full = np.zeros((len(F), self.k))
+        full[:, self.seen] = P
+        return full.astype(np.float32)
+
+    def save(self, d: Path) -> None:
+        "`baseline.npz` (the arrays) and `baseline.json` (task, classes, feature layout, config) in folder `d`."
+        with atomic_path(d / "baseline.npz") as t:
+            np.savez(t, mean=self.mean, scale=self.scale, coef=self.coef, intercept=self.intercept, seen=self.seen)
+        meta = {"format": "heart_nb baseline 1", "task": self.task, "k": self.k, "layout": summary_layout(self.cfg),
+                "config": json.loads(self.cfg.to_json())}
+        atomic_write_text(d / "baseline.json", json.dumps(meta, indent=1))
+
+    @classmethod
+    def load(cls, d: Path) -> "Baseline":
+        "Read `baseline.npz` (no pickle) and `baseline.json` from folder `d`; HeartError naming the file if damaged."
+        import zipfile
+        f, j = d / "baseline.npz", d / "baseline.json"
+        try: meta = json.loads(j.read_text())
+        except (OSError, ValueError) as e: raise HeartError(f"{j}: unreadable ({type(e).__name__})") from None
+        if not isinstance(meta, dict) or meta.get("format") != "heart_nb baseline 1":
+            raise HeartError(f"{j}: not a heart_nb baseline description")
+        bl = cls(meta["task"], HeartConfig.from_json(json.dumps(meta["config"])))
+        try:
+            with np.load(f, allow_pickle=False) as z: arrays = {k: z[k] for k in ("mean", "scale", "coef", "intercept", "seen")}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            raise HeartError(f"{f}: unreadable baseline arrays (not a plain .npz archive: corrupt, cut short or "
+                             f"holding objects)") from None
+        n = sum(w for _, w in summary_layout(bl.cfg))
+        ok = arrays["mean"].shape == arrays["scale"].shape == (n,) and arrays["coef"].ndim == 2
+        if not ok or arrays["coef"].shape[1] != n or len(arrays["intercept"]) != len(arrays["coef"]):
+            raise HeartError(f"{f}: arrays do not match the feature layout of {j.name} ({n} features)")
+        bl.mean, bl.scale, bl.coef, bl.intercept = (arrays[k].astype(np.float64) for k in ("mean", "scale", "coef", "intercept"))
+        bl.seen, bl.k = arrays["seen"].astype(np.int64), int(meta["k"])
+        return bl
+
 
 # %% ../nbs/05_training.ipynb #b5a1e0a2
 def fit_baseline(fs: FeatureSet, F: np.ndarray, Y: np.ndarray, rows: np.ndarray, cfg: HeartConfig, task: str,
@@ -378,6 +437,14 @@ def fit_baseline(fs: FeatureSet, F: np.ndarray, Y: np.ndarray, rows: np.ndarray,
     return Baseline(task, cfg).fit(np.concatenate([F[rows], *copies]), np.tile(Y[rows], (1 + cfg.baseline_copies, 1)))
 
 # %% ../nbs/05_training.ipynb #b5a1e005
+PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+
+def refuse_pickles(folder: str | Path) -> None:
+    "Raise `HeartError` naming the first pickle file (by its suffix) in `folder` or below, without opening it."
+    for f in sorted(Path(folder).rglob("*")):
+        if f.suffix.lower() in PICKLE_SUFFIXES:
+            raise HeartError(f"{f}: a pickle file; refused: it could run code. Train the run again with this heart_nb.")
+
 @dataclass
 class Member:
     "One trained model: 'baseline' (per recording) or a network ('cnn', 'crnn') with its standardiser (per window)."
@@ -396,13 +463,10 @@ class Member:
         return self.model.predict(F)[inv]
 
     def save(self, d: str | Path) -> None:
-        "Write the member into folder `d`: `baseline.joblib`, or `model.keras` and `standardiser.npz`."
+        "Write the member into folder `d`: `baseline.npz` and `baseline.json`, or `model.keras` and `standardiser.npz`."
         d = Path(d)
         d.mkdir(parents=True, exist_ok=True)
-        if self.kind == "baseline":
-            import joblib
-            with atomic_path(d / "baseline.joblib") as t: joblib.dump(self.model, t)
-            return
+        if self.kind == "baseline": return self.model.save(d)
         with atomic_path(d / "model.keras") as t: self.model.save(t)
         with atomic_path(d / "standardiser.npz") as t: self.standardiser.save(t)
 
@@ -410,15 +474,10 @@ class Member:
     def load(cls, d: str | Path, network: bool = True) -> "Member":
         "Read a member written by `save`; `network=False` leaves a network unloaded (its folder names it; no Keras)."
         d = Path(d)
-        if (d / "baseline.joblib").exists():
-            import joblib
-            bl = joblib.load(d / "baseline.joblib")
-            if not hasattr(bl, "cfg"):
-                raise HeartError(f"{d / 'baseline.joblib'}: written by an older heart_nb, whose baseline had other "
-                                 "features (no cycle profile); train the run again")
-            return cls("baseline", bl)
+        refuse_pickles(d)
+        if (d / "baseline.npz").exists(): return cls("baseline", Baseline.load(d))
         f = d / "model.keras"
-        if not f.exists(): raise HeartError(f"{d}: no model (baseline.joblib or model.keras)")
+        if not f.exists(): raise HeartError(f"{d}: no model (baseline.npz or model.keras)")
         std = Standardiser.load(d / "standardiser.npz")
         if not network: return cls(d.name, None, std)
         import zipfile
@@ -434,6 +493,13 @@ class Member:
             raise HeartError(f"{f}: unreadable model file ({why[:160]})") from None
         return cls(net.name.removeprefix("heart_"), net, std)
 
+# %% ../nbs/05_training.ipynb #8fc39426
+def predict_rows(member: Member, fs: FeatureSet, rows: np.ndarray) -> np.ndarray:
+    "Probabilities (n, k) of `member` for the manifest rows of `fs` where `rows` is True, in manifest order."
+    m = np.isin(fs.row, np.flatnonzero(rows))
+    recs, P = aggregate(member.probabilities(fs.windows(rows), fs.row[m]), fs.row[m])
+    return P[np.argsort(recs)]
+
 # %% ../nbs/05_training.ipynb #244926de
 KINDS = ("baseline", "cnn", "crnn")
 
@@ -444,6 +510,15 @@ def member_kinds(model: str) -> list[str]:
         raise HeartError(f"model must be one of {list(KINDS)} or several joined by '+' (e.g. {SHIPPED!r}), "
                          f"got {model!r}")
     return kinds
+
+def _fit_decision(members: list[Member], fs: FeatureSet, Y: np.ndarray, manifest: pd.DataFrame, val: np.ndarray,
+                  task: str) -> dict:
+    "The members' mean on the validation recordings, and `fit_decision` on it: exactly what a cross-validation fold fits."
+    rows = val & np.isin(np.arange(len(manifest)), fs.row)                 # validation recordings with features
+    P = np.mean([predict_rows(m, fs, rows) for m in members], axis=0)
+    dec = fit_decision(Y[rows], P, manifest.patient_id.to_numpy()[rows], task)
+    return {**dec, "fitted_on": {"recordings": int(rows.sum()),
+                                 "patients": int(manifest.patient_id[rows].nunique()), "split": "val"}}
 
 def train(manifest: pd.DataFrame, out_dir: str | Path, cfg: HeartConfig = HeartConfig(), model: str = SHIPPED,
           epochs: int | None = None, features: FeatureSet | None = None, cache_dir: str | Path | None = None,
@@ -469,27 +544,31 @@ def train(manifest: pd.DataFrame, out_dir: str | Path, cfg: HeartConfig = HeartC
     Y = target_matrix(manifest, classes)
     tr, va = split[fs.row] == "train", split[fs.row] == "val"
     if not tr.any() or not va.any(): raise HeartError("no usable training or validation windows (every file failed?)")
-    members = {}
+    members, info_members = {}, {}
     for kind in kinds:
         d = out / "members" / kind
         if kind == "baseline":
             F = recording_summary(fs, cfg)
             rows = (split == "train") & np.isfinite(F).all(axis=1)
-            Member(kind, fit_baseline(fs, F, Y, rows, cfg, task)).save(d)
-            members[kind] = {"recordings": int(rows.sum())}
+            members[kind] = Member(kind, fit_baseline(fs, F, Y, rows, cfg, task))
+            members[kind].save(d)
+            info_members[kind] = {"recordings": int(rows.sum())}
             continue
         if verbose: print(f"training the {kind.upper()}")
         net, std, hist = fit_model(kind, Windows(fs.X, tr), Y[fs.row[tr]], Windows(fs.X, va), Y[fs.row[va]], cfg,
                                    task, d, groups=fs.row[tr], epochs=epochs, verbose=verbose)
-        Member(kind, net, std).save(d)
+        members[kind] = Member(kind, net, std)
+        members[kind].save(d)
         vl = hist.val_loss.to_numpy()
-        members[kind] = {"epochs_run": len(vl), "best_epoch": int(np.argmin(vl)) + 1,
+        info_members[kind] = {"epochs_run": len(vl), "best_epoch": int(np.argmin(vl)) + 1,
                          "best_val_loss": float(np.min(vl)), "params": int(net.count_params())}
+    dec = _fit_decision(list(members.values()), fs, Y, manifest, split == "val", task)
+    atomic_write_text(out / "decision.json", json.dumps(dec, indent=1))
     cfg.to_json(out / "config.json")
     sm = manifest.assign(split=split)
     with atomic_path(out / "split.csv") as t: sm.to_csv(t, index=False)
     pats = sm.drop_duplicates("patient_id").split.value_counts().to_dict()
-    info = {"model": model, "members": members, "task": task, "classes": classes, "epochs_max": epochs or cfg.epochs,
+    info = {"model": model, "members": info_members, "task": task, "classes": classes, "epochs_max": epochs or cfg.epochs,
             "patients": {k: int(pats.get(k, 0)) for k in ("train", "val", "test")},
             "recordings": {k: int((split == k).sum()) for k in ("train", "val", "test")},
             "windows": {"train": int(tr.sum()), "val": int(va.sum())}, "failed_files": fs.errors,
@@ -508,6 +587,12 @@ class Run:
     task: str
     split: pd.DataFrame
     info: dict
+    decision: dict | None = None
+
+    def thresholds(self, level: str = "recording") -> np.ndarray:
+        "The per-class thresholds fitted on the run's validation patients at `level` (0.5 each for an older run)."
+        if self.decision is None: return np.full(len(self.classes), 0.5)
+        return np.asarray(self.decision["thresholds"][level], float)
 
     def probabilities(self, X: np.ndarray, groups=None) -> np.ndarray:
         "The members' mean probabilities (n, k) of windows `X` (`groups`: the recording of each window)."
@@ -517,11 +602,30 @@ class Run:
 def load_run(run_dir: str | Path, networks: bool = True) -> Run:
     "Load the run folder written by `train` (`networks=False`: the networks' models are left unloaded, no Keras)."
     d = Path(run_dir)
+    if not d.is_dir(): raise HeartError(f"{d}: no such run folder")
+    refuse_pickles(d)
     missing = [f for f in ("config.json", "run.json", "split.csv") if not (d / f).exists()]
     if missing: raise HeartError(f"{d}: not a heart_nb run folder (missing {', '.join(missing)})")
     info = json.loads((d / "run.json").read_text())
     if not isinstance(info.get("members"), dict):
         raise HeartError(f"{d}: a run folder of an older heart_nb (no members); train it again")
     members = [Member.load(d / "members" / k, networks) for k in info["members"]]
+    decision = _read_decision(d / "decision.json", len(info["classes"]))
+    if decision is None and info["task"] == "multilabel":
+        warnings.warn(f"{d}: no decision.json (a run from an older heart_nb): deciding at 0.5 for every class")
     return Run(d, members, HeartConfig.from_json(d / "config.json"), info["classes"], info["task"],
-               pd.read_csv(d / "split.csv", dtype={"patient_id": str, "site": str, "posture": str}), info)
+               pd.read_csv(d / "split.csv", dtype={"patient_id": str, "site": str, "posture": str}), info,
+               decision)
+
+def _read_decision(f: Path, k: int) -> dict | None:
+    "The thresholds and temperature in `f` (None when the run predates them); HeartError if they are malformed."
+    if not f.exists(): return None
+    try: dec = json.loads(f.read_text())
+    except ValueError: raise HeartError(f"{f}: not valid JSON") from None
+    thr = dec.get("thresholds") if isinstance(dec, dict) else None
+    def ok(v): return isinstance(v, list) and len(v) == k and all(isinstance(x, (int, float)) and 0 <= x <= 1 for x in v)
+    if not isinstance(thr, dict) or not all(ok(thr.get(lvl)) for lvl in ("recording", "patient")):
+        raise HeartError(f"{f}: needs thresholds.recording and thresholds.patient, {k} numbers in [0, 1] each")
+    if not isinstance(dec.get("temperature"), (int, float)) or not 0 < dec["temperature"]:
+        raise HeartError(f"{f}: needs a positive temperature")
+    return dec

@@ -10,7 +10,16 @@ In one process, after a warm-up, each is timed --repeats times (default 30) and 
 Prints a table, then last one JSON line: keras_ms, onnx_ms, model_ms, onnx_ratio = onnx_ms / keras_ms and
 overhead_ratio = (keras_ms - model_ms) / model_ms. Targets (#12): onnx_ratio <= 0.5, overhead_ratio <= 1.
 
+Batch mode, --batch DIR: every audio file under DIR (or the first --limit), in the same process, each engine:
+  single  the loop one file at a time: Predictor.predict(path) for each file
+  batch   Predictor.predict_many(paths): files read, gated and cut into windows in worker processes (all cores),
+          the windows of many files scored in one model call
+The JSON line then also has batch_files_per_s, single_files_per_s and batch_speedup (single time / batch time) for
+the Keras engine, and the same with an onnx_ prefix. Target (#23): batch_speedup >= 2 on 2 cores. The two must give
+the same rows: the script checks it (predictions equal, probabilities within 2e-4).
+
     python bench/latency.py [--run DIR] [--work bench/_accuracy] [--file PATH] [--repeats 30]
+    python bench/latency.py --run DIR --batch ../shared/data/physionet2016/audio [--limit N]
     python bench/latency.py | tee bench/results/latency.txt          # the figures kept in the repository
 """
 import argparse, json, os, shutil, statistics, sys, time
@@ -42,6 +51,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", default=None); ap.add_argument("--work", default="bench/_accuracy")
     ap.add_argument("--file", default=None); ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--batch", default=None, metavar="DIR", help="also time a batch over the audio files under DIR")
+    ap.add_argument("--limit", type=int, default=None, help="with --batch: the first N files only")
     a = ap.parse_args()
     import numpy as np
     from heart_nb.core import find_bmdhs
@@ -73,8 +84,42 @@ def main():
                     ("model", "model: the bare Keras calls on the same windows")):
         print(f"{name:52s} {ms[k]:10.1f} {min(times[k]):7.1f} {max(times[k]):7.1f}")
     print(f"max |delta p| keras vs onnx: {d:.1e}; targets: onnx_ratio <= 0.5, overhead_ratio <= 1")
-    print(json.dumps({"keras_ms": round(ms["keras"], 2), "onnx_ms": round(ms["onnx"], 2), "model_ms": round(ms["model"], 2),
-                      "onnx_ratio": round(ms["onnx"] / ms["keras"], 3),
-                      "overhead_ratio": round((ms["keras"] - ms["model"]) / ms["model"], 3)}))
+    figures = {"keras_ms": round(ms["keras"], 2), "onnx_ms": round(ms["onnx"], 2), "model_ms": round(ms["model"], 2),
+               "onnx_ratio": round(ms["onnx"] / ms["keras"], 3),
+               "overhead_ratio": round((ms["keras"] - ms["model"]) / ms["model"], 3)}
+    if a.batch: figures |= batch(Path(a.batch), a.limit, {"": keras_p, "onnx_": onnx_p})
+    print(json.dumps(figures))
+
+def batch(folder: Path, limit: int | None, predictors: dict) -> dict:
+    "Files per second one at a time and as a batch, for each predictor, in this process; the rows must agree."
+    import numpy as np
+    from heart_nb.core import HeartError
+    from heart_nb.prediction import audio_files
+    files = audio_files(folder)[:limit]
+    def one_at_a_time(pred):
+        rows = []
+        for p in files:
+            try: rows.append(pred.predict(p))
+            except HeartError as e: rows.append({"path": str(p), "error": str(e)})
+        return rows
+    out = {}
+    print(f"# batch: {len(files)} files under {folder}; one process, {os.cpu_count()} cores")
+    for tag, pred in predictors.items():
+        pred.predict_many(files[:16])                                          # workers and graphs warm
+        t = time.perf_counter(); many = pred.predict_many(files); t_batch = time.perf_counter() - t
+        t = time.perf_counter(); single = one_at_a_time(pred); t_single = time.perf_counter() - t
+        for b, s in zip(many, single):
+            assert bool(b["error"]) == bool(s.get("error")), (b, s)
+            if b["error"]: continue
+            assert b["prediction"] == s["prediction"], (b, s)
+            assert np.allclose(list(b["probabilities"].values()), list(s["probabilities"].values()), atol=2e-4), (b, s)
+        name = tag.rstrip("_") or "keras"
+        print(f"{name:6s} one at a time {len(files) / t_single:7.1f} files/s ({t_single:.0f} s); batch "
+              f"{len(files) / t_batch:7.1f} files/s ({t_batch:.0f} s); speed-up {t_single / t_batch:.2f}; "
+              f"{sum(bool(r['error']) for r in many)} error rows")
+        out |= {f"{tag}single_files_per_s": round(len(files) / t_single, 2),
+                f"{tag}batch_files_per_s": round(len(files) / t_batch, 2),
+                f"{tag}batch_speedup": round(t_single / t_batch, 3)}
+    return out
 
 if __name__ == "__main__": main()

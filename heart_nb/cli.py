@@ -111,6 +111,16 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--engine", choices=["keras", "onnx"], default="keras",
                     help="keras (default), or onnx: RUN_DIR/model.onnx (heart-nb export) in onnxruntime, "
                          "without TensorFlow")
+    pr.add_argument("--jobs", type=int, default=None, help="worker processes reading the files (default: all cores)")
+    pr.add_argument("--patients", action="store_true",
+                    help="one row per patient: the mean of the patient's recordings that pass the quality gate, "
+                         "decided at the run's patient-level thresholds")
+    pr.add_argument("--manifest", default=None, help="with --patients: each file's patient and site from this manifest")
+    pr.add_argument("--group-by", default=None, metavar="REGEX",
+                    help="with --patients: a file-name regex with a (?P<patient>...) group and optionally "
+                         "(?P<site>...) (default: BMD-HS names, <CLASS>_<n>_<posture>_<site>)")
+    pr.add_argument("--report", default=None, metavar="DIR",
+                    help="with --patients: write one self-contained HTML page per patient into DIR")
     x = sub.add_parser("export", help="write a run's networks as one ONNX (or TFLite) file",
                        description="Write RUN_DIR/model.onnx (or model.tflite, TensorFlow backend): the run's "
                                    "networks, each with its standardisation, their mean out; input: a window after "
@@ -238,17 +248,45 @@ class _quiet_stderr:
         sys.stderr.flush()
         os.dup2(self.saved, 2); os.close(self.saved)
 
+def _sources(sources: list[str]) -> list:
+    "What to predict, in order: each audio file (found recursively in folders), or an error row for a source that is "
+    "missing or a folder without audio (checked before any model loads)."
+    from heart_nb.prediction import AUDIO_SUFFIXES, audio_files
+    plan = []
+    def bad(s, why): return {"path": s, "prediction": "", "quality": "", "heart_rate_bpm": None, "error": f"{s}: {why}"}
+    for s in sources:
+        found = audio_files(s)
+        if Path(s).is_dir() and found == [Path(s)]: plan.append(bad(s, f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder"))
+        elif not Path(s).exists(): plan.append(bad(s, "no such file"))
+        else: plan += found
+    return plan
+
 def _predict(a) -> int:
-    "`heart-nb predict`: one row per file (stdout), errors one line each (stderr), progress for more than 3 files."
-    with _quiet_stderr():                                     # keras import, model loading and the first call
-        import numpy as np
-        from heart_nb.prediction import AUDIO_SUFFIXES, Predictor, audio_files
-        files = audio_files(a.files)
-        if not files: raise HeartError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {', '.join(a.files)}")
-        pred = Predictor(a.run, engine=a.engine)
-        cfg = pred.run.cfg
-        pred.probabilities(np.zeros((1, cfg.n_mels, cfg.n_frames), np.float32))
-    rows = pred.predict_many(files, progress=len(files) > 3)
+    "`heart-nb predict`: one row per file (or patient) on stdout, errors one line each on stderr."
+    import numpy as np
+    from heart_nb.prediction import Predictor
+    if (a.manifest or a.group_by or a.report) and not a.patients:
+        raise HeartError("--manifest, --group-by and --report need --patients")
+    if a.manifest and a.group_by: raise HeartError("--patients groups by --manifest or by --group-by, not both")
+    plan = _sources(a.files)
+    files = [p for p in plan if not isinstance(p, dict)]
+    if len(plan) == 1 and not files and Path(a.files[0]).is_dir(): raise HeartError(f"no audio files in {a.files[0]}")
+    manifest = None
+    if a.manifest:
+        from heart_nb.mapping import read_manifest
+        manifest = read_manifest(a.manifest)
+    if a.group_by:
+        from heart_nb.mapping import compile_pattern
+        compile_pattern(a.group_by)                           # a bad pattern is refused before the model loads
+    pred = None
+    if files:
+        with _quiet_stderr():                                 # keras import, model loading and the first call
+            pred = Predictor(a.run, engine=a.engine)
+            cfg = pred.run.cfg
+            pred.probabilities(np.zeros((1, cfg.n_mels, cfg.n_frames), np.float32))
+    if a.patients and pred is not None: return _print_patients(a, pred, plan, manifest)
+    done = iter(pred.predict_many(files, progress=len(files) > 3, n_jobs=a.jobs) if pred else [])
+    rows = [p if isinstance(p, dict) else next(done) for p in plan]
     for r in rows:
         if r["error"]: print(f"heart-nb: error: {r['error']}", file=sys.stderr)
         if a.json: print(json.dumps(r)); continue
@@ -256,11 +294,36 @@ def _predict(a) -> int:
         hr = "n/a" if r["heart_rate_bpm"] is None else f"{r['heart_rate_bpm']:.0f} bpm"
         print(f"{r['path']}: {r['prediction']}  ({', '.join(f'{c} {v:.3f}' for c, v in r['probabilities'].items())}; "
               f"heart rate {hr}; quality {r['quality']})")
-    if a.csv:
+    if a.csv and pred is not None:
         flat = [{k: v for k, v in r.items() if k != "probabilities"} | {f"p_{c}": r.get("probabilities", {}).get(c)
                 for c in pred.classes} for r in rows]
         with atomic_path(a.csv) as t: pd.DataFrame(flat).to_csv(t, index=False)
     return 1 if any(r["error"] for r in rows) else 0
+
+def _print_patients(a, pred, plan: list, manifest) -> int:
+    "`heart-nb predict --patients`: one row per patient; --report writes a page each."
+    from heart_nb.prediction import predict_patients, patient_report
+    files = [p for p in plan if not isinstance(p, dict)]
+    pats, recs = predict_patients(pred, files, a.group_by or "bmd-hs", manifest, progress=len(files) > 3, n_jobs=a.jobs)
+    recs = [p for p in plan if isinstance(p, dict)] + recs
+    for r in recs:
+        if r["error"]: print(f"heart-nb: error: {r['error']}", file=sys.stderr)
+    for p in pats:
+        if a.json: print(json.dumps({k: v for k, v in p.items() if not k.startswith("_")})); continue
+        probs = ", ".join(f"{c} {v:.3f}" for c, v in p["probabilities"].items())
+        why = "; left out: " + "; ".join(f"{f}: {q}" for f, q in p["left_out"].items()) if p["prediction"] == "unknown" else ""
+        print(f"{p['patient']}: {p['prediction']}  ({probs}{'; ' if probs else ''}{p['recordings_used']} recordings used, "
+              f"{p['recordings_left_out']} left out by the quality gate{why})")
+    if a.csv:
+        flat = [{"patient": p["patient"], "prediction": p["prediction"], "recordings_used": p["recordings_used"],
+                 "recordings_left_out": p["recordings_left_out"], **{f"p_{c}": p["probabilities"].get(c) for c in pred.classes}}
+                for p in pats]
+        with atomic_path(a.csv) as t: pd.DataFrame(flat).to_csv(t, index=False)
+    if a.report:
+        pages = [patient_report(pred, p, recs, a.report) for p in pats]
+        print(f"wrote {len(pages)} patient pages into {a.report}", file=sys.stderr)
+    return 1 if any(r["error"] for r in recs) else 0
+
 
 # %% ../nbs/09_cli.ipynb #ceaf4568
 #| eval: false

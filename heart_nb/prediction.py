@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import CLASS_NAMES, HeartConfig, HeartError
+from .core import CLASS_NAMES, HeartConfig, HeartError, atomic_write_text
 from .features import recording_log_mel, log_mel
 from .cycle import Quality, read_recording
 from .training import Run, load_run, summarise_windows
@@ -15,7 +15,7 @@ from .metrics import decisions
 
 # %% auto #0
 __all__ = ['AUDIO_SUFFIXES', 'Analysis', 'export_model', 'Predictor', 'predict', 'explanation', 'plot_prediction', 'audio_files',
-           'group_recordings', 'predict_patients', 'prediction_panel']
+           'group_recordings', 'predict_patients', 'patient_report', 'prediction_panel']
 
 # %% ../nbs/07_prediction.ipynb #863b6153
 @dataclass
@@ -354,6 +354,92 @@ def predict_patients(predictor: Predictor, paths, pattern: str = "bmd-hs", manif
                          "sites": {s: {c: round(v, 4) for c, v in mean(d).items()} for s, d in used.groupby("site", sort=True)},
                          "_p": probs})
     return patients, recordings
+
+# %% ../nbs/07_prediction.ipynb #acc5fa42
+def _png(fig) -> str:
+    "A matplotlib figure as an inline <img> (base64 PNG); the figure is closed."
+    import base64, io
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+def _probability_figure(predictor: Predictor, patient: dict):
+    "Bars of the patient's probabilities with each class's threshold marked."
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 0.45 * len(predictor.classes) + 0.8))
+    p = [patient["probabilities"][c] for c in predictor.classes]
+    t = [patient["thresholds"][c] for c in predictor.classes]
+    ax.barh(predictor.classes, p, color=["C3" if x >= y else "C0" for x, y in zip(p, t)])
+    ax.scatter(t, predictor.classes, marker="|", s=300, color="k", label="threshold (patient level)")
+    ax.set_xlim(0, 1); ax.invert_yaxis(); ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(f"{patient['patient']}: mean of {patient['recordings_used']} recordings", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/07_prediction.ipynb #ea92f761
+def _model_lines(run: Run) -> list[str]:
+    "What the model is and where its figures come from, from the run folder itself."
+    import json
+    p, info = run.info["patients"], run.info
+    lines = [f"Model: {info['model']} ({run.task}, classes {', '.join(run.classes)}), run folder "
+             f"<code>{run.path.name}</code>, trained on {p['train']} patients, early-stopped on {p['val']}."]
+    if info.get("data_note"): lines.append(f"<b>Trained on {info['data_note']} data.</b>")
+    dec = run.decision
+    lines.append("Decisions: 0.5 for every class (an older run)." if dec is None else
+                 f"Decisions: per-class thresholds fitted on the run's {dec['fitted_on']['patients']} validation "
+                 "patients (decision.json), as cross-validation fits them.")
+    f = run.path / "metrics.json"
+    if f.exists():
+        m = json.loads(f.read_text())["patient"]
+        ci = m.get("ci", {}).get("lesion_macro_auroc") or [None, None]
+        auc = "n/a" if m.get("lesion_macro_auroc") is None else f"{m['lesion_macro_auroc']:.2f}"
+        if ci[0] is not None: auc += f" [95 % CI {ci[0]:.2f}, {ci[1]:.2f}]"
+        lines.append(f"Protocol of its figures: {json.loads(f.read_text())['protocol']}; patient-level lesion "
+                     f"macro-AUROC {auc} (heart-nb evaluate).")
+    else: lines.append("This run has not been evaluated: <code>heart-nb evaluate --run RUN</code>.")
+    return lines
+
+# %% ../nbs/07_prediction.ipynb #a359a0a8
+def patient_report(predictor: Predictor, patient: dict, recordings: list[dict], out_dir: str | Path) -> Path:
+    "Write `OUT_DIR/<patient>.html`: one self-contained page (figures inline) for a row of `predict_patients`."
+    import html
+    esc = html.escape
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    mine = [r for r in recordings if r["patient"] == patient["patient"]]
+    body = [f"<h1>{esc(patient['patient'])}: <span id='verdict'>{esc(patient['prediction'])}</span></h1>",
+            "<p class='notice'>A research tool, not a medical device: not for diagnosis or treatment decisions.</p>"]
+    names = {c: CLASS_NAMES.get(c, c) for c in predictor.classes}
+    if patient["prediction"] == "unknown": body.append("<p>No recording passed the quality gate; reasons below.</p>")
+    else:
+        body.append(f"<p>Called: {esc(', '.join(names[c] for c in patient['prediction'].split('+') if c in names) or 'no class reached its threshold')}.</p>")
+        body.append(_png(_probability_figure(predictor, patient)))
+        body.append("<table><tr><th>class</th><th>probability</th><th>threshold</th><th>called</th></tr>" + "".join(
+            f"<tr><td>{c} {esc(names[c])}</td><td>{patient['probabilities'][c]:.3f}</td>"
+            f"<td>{patient['thresholds'][c]:.3f}</td><td>{'yes' if patient['probabilities'][c] >= patient['thresholds'][c] else ''}</td></tr>"
+            for c in predictor.classes) + "</table>")
+    body.append("<h2>Recordings</h2><table><tr><th>file</th><th>site</th><th>quality</th><th>heart rate</th>"
+                "<th>recording's own answer</th></tr>")
+    for r in mine:
+        hr = "" if r["heart_rate_bpm"] is None else f"{r['heart_rate_bpm']:.0f} bpm"
+        body.append(f"<tr><td>{esc(Path(r['path']).name)}</td><td>{esc(r['site'])}</td>"
+                    f"<td>{esc(r['error'] or r['quality'])}</td><td>{hr}</td><td>{esc(r['prediction'])}</td></tr>")
+    body.append("</table><h2>Each site: waveform, heart cycle and evidence</h2>")
+    for site in sorted({r["site"] for r in mine if not r["error"] and r["quality"] == "ok"}):
+        r = next(r for r in mine if r["site"] == site and not r["error"] and r["quality"] == "ok")
+        body.append(f"<h3>{esc(site or 'site not given')}: {esc(Path(r['path']).name)}</h3>")
+        body.append(_png(plot_prediction(predictor, r["path"])))
+    body.append("<h2>Model and protocol</h2>" + "".join(f"<p>{line}</p>" for line in _model_lines(predictor.run)))
+    style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}img{max-width:100%}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%}"
+             ".notice{background:#fff3cd;border:1px solid #e0c36c;padding:6px 10px}")
+    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>heart_nb: {esc(patient['patient'])}"
+            f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>")
+    dest = out / f"{patient['patient']}.html"
+    atomic_write_text(dest, page)
+    return dest
 
 # %% ../nbs/07_prediction.ipynb #5355c7dc
 def prediction_panel(runs, source):

@@ -8,7 +8,7 @@ import argparse, json, os, sys, time, warnings
 from pathlib import Path
 import pandas as pd
 from .core import CLASSES, SHIPPED, HeartConfig, HeartError, atomic_path, atomic_write_text
-from .mapping import PRESETS
+from .mapping import PRESETS, REFERENCE_PRESETS
 
 # %% auto #0
 __all__ = ['run_demo', 'main']
@@ -67,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--layout", choices=["names", "folders"], default="names",
                    help="names: patients and sites from file names, labels from the workbook; folders: label = class folder name")
     pat = m.add_mutually_exclusive_group()
-    pat.add_argument("--preset", choices=sorted(PRESETS), default=None, help="a named file-name pattern (default for names: bmd-hs)")
+    pat.add_argument("--preset", choices=sorted([*PRESETS, *REFERENCE_PRESETS]), default=None,
+                     help="a named file-name pattern (default for names: bmd-hs), or physionet2016: --annotations is "
+                          "its REFERENCE.csv (recording, database, normal/abnormal)")
     pat.add_argument("--pattern", default=None, help="file-name regex with a (?P<patient>...) group (with folders: groups recordings into patients)")
     m.add_argument("--sheet", default=None, help="workbook sheet (default: the first with a patient id column)")
     f = sub.add_parser("features", help="compute and cache log-Mel features for a manifest",
@@ -83,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
                                    "The default "
                                    f"model, {SHIPPED}, is what cross-validation found best. With --folds K: "
                                    "patient-wise K-fold cross-validation instead (resumable), one fold_N folder per fold.")
-    t.add_argument("--manifest", required=True)
+    t.add_argument("--manifest", required=True, action="append",
+                   help="a manifest; give it several times to learn from several sources at once")
     t.add_argument("--model", default=SHIPPED, metavar="KIND[+KIND...]",
                    help=f"baseline, cnn, crnn, or several joined by + (default: {SHIPPED})")
     t.add_argument("--folds", type=int, default=None, help="patient-wise cross-validation with this many folds")
@@ -161,6 +164,11 @@ def _print_metrics(res: dict) -> None:
         half = [_num(res[lvl]["at_0.5"]["lesion_macro_f1"]) for lvl in ("recording", "patient")]
         print(f"lesion macro-F1 at 0.5 for every class instead: recording {half[0]}, patient {half[1]}")
 
+def _manifests(paths: list[str]):
+    "One manifest from one or several manifest files."
+    from heart_nb.mapping import combine_manifests, read_manifest
+    return combine_manifests([read_manifest(p) for p in paths])
+
 def _run(a) -> int:
     "Dispatch the parsed arguments `a`; returns the exit status."
     if a.command == "map":
@@ -184,7 +192,8 @@ def _run(a) -> int:
         if "+" in a.model:
             raise HeartError(f"--folds cross-validates one model at a time: pass --model baseline, cnn or crnn, not "
                              f"{a.model} (bench/accuracy.py cross-validates each and scores their combinations)")
-        man = read_manifest(a.manifest); cfg = _cfg(a.config).replace(folds=a.folds)   # the config refuses folds < 2
+        man = _manifests(a.manifest)
+        cfg = _cfg(a.config).replace(folds=a.folds)             # the config refuses folds < 2
         task = choose_task(man) if a.task == "auto" else a.task
         r = cross_validate(man, cfg, a.model, task, a.out, cache_dir=a.cache, epochs=a.epochs, verbose=0)
         print(f"cross-validated {a.model.upper()} ({task}, classes {r.classes}): {a.folds} patient-wise folds, "
@@ -192,7 +201,7 @@ def _run(a) -> int:
     elif a.command == "train":
         from heart_nb.mapping import read_manifest
         from heart_nb.training import train
-        out = train(read_manifest(a.manifest), a.out, _cfg(a.config), a.model, a.epochs, cache_dir=a.cache, task=a.task)
+        out = train(_manifests(a.manifest), a.out, _cfg(a.config), a.model, a.epochs, cache_dir=a.cache, task=a.task)
         info = json.loads((out / "run.json").read_text())
         nets = ", ".join(f"{k.upper()} {m['epochs_run']} epochs (best {m['best_epoch']})"
                          for k, m in info["members"].items() if "epochs_run" in m)

@@ -17,6 +17,7 @@ from .training import (present_classes, target_matrix, fit_model, recording_summ
 from .metrics import (bootstrap_metrics, confidence_hits, expected_calibration_error, fit_decision,
                               apply_temperature, metric_table)
 from .evaluation import plot_confusion
+from .mapping import combine_manifests, split_groups
 
 # %% auto #0
 __all__ = ['patient_folds', 'audit_folds', 'reliability_diagram', 'load_fold', 'single_label', 'CVResult', 'cross_validate',
@@ -24,23 +25,25 @@ __all__ = ['patient_folds', 'audit_folds', 'reliability_diagram', 'load_fold', '
 
 # %% ../nbs/06a_crossval.ipynb #100a11e4
 def patient_folds(manifest: pd.DataFrame, k: int = 5, seed: int = 42) -> np.ndarray:
-    "Fold number (0..k-1) of every recording: stratified by label combination, grouped by patient."
+    "Fold number (0..k-1) of every recording: stratified by label combination, grouped by patient (`split_groups`)."
     need = {"patient_id", "label"} - set(manifest.columns)
     if need: raise HeartError(f"manifest lacks column(s) {sorted(need)} needed for patient folds")
-    n_pat = manifest.patient_id.nunique()
+    groups = split_groups(manifest)
+    n_pat = len(set(groups))
     if k < 2 or n_pat < k: raise HeartError(f"{k}-fold cross-validation needs k >= 2 and at least k patients, got {n_pat} patient(s)")
     fold = np.full(len(manifest), -1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")           # "least populated class has fewer members than n_splits": rare combinations
         sgkf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-        for f, (_, te) in enumerate(sgkf.split(np.zeros(len(manifest)), manifest.label.astype(str), manifest.patient_id)): fold[te] = f
+        for f, (_, te) in enumerate(sgkf.split(np.zeros(len(manifest)), manifest.label.astype(str), groups)): fold[te] = f
     return fold
 
 def audit_folds(manifest: pd.DataFrame, fold) -> None:
     "Raise `HeartError` if a patient, or byte-identical recordings, appear in more than one fold."
     fold = np.asarray(fold)
-    per = pd.Series(fold).groupby(manifest.patient_id.to_numpy()).nunique()
-    if (per > 1).any(): raise HeartError(f"fold leakage: patient {per[per > 1].index[0]} is in {per.max()} folds")
+    for key in (manifest.patient_id.to_numpy(), split_groups(manifest)):
+        per = pd.Series(fold).groupby(key).nunique()
+        if (per > 1).any(): raise HeartError(f"fold leakage: patient {per[per > 1].index[0]} is in {per.max()} folds")
     sha = manifest["sha1"] if "sha1" in manifest.columns else manifest.path.map(lambda p: hashlib.sha1(Path(p).read_bytes()).hexdigest())
     per = pd.Series(fold).groupby(sha.to_numpy()).nunique()
     if (per > 1).any():
@@ -113,22 +116,30 @@ def _inner_validation(man: pd.DataFrame, cfg: HeartConfig, fold: int) -> np.ndar
 
 def cross_validate(manifest: pd.DataFrame, cfg: HeartConfig, model: str = "cnn", task: str = "multilabel",
                    out_dir: str | Path | None = None, features: FeatureSet | None = None, cache_dir=None,
-                   epochs: int | None = None, verbose: int = 0) -> CVResult:
+                   epochs: int | None = None, verbose: int = 0, extra: pd.DataFrame | None = None) -> CVResult:
     "Patient-wise `cfg.folds`-fold cross-validation of `model` ('baseline', 'cnn', 'crnn') on `task`; resumable in `out_dir`."
+    # extra: recordings of other sources added to every fold's training patients, never validated or tested on
+    # (the folds and validation patients are those of `manifest` alone)
     if model not in ("baseline", "cnn", "crnn"):
         raise HeartError(f"model must be 'baseline', 'cnn' or 'crnn', got {model!r} (one at a time; `ensemble` combines them)")
     if task not in ("multilabel", "multiclass"): raise HeartError(f"task must be 'multilabel' or 'multiclass', got {task!r}")
-    man = manifest.reset_index(drop=True)
+    n_main = len(manifest)
+    man = manifest.reset_index(drop=True) if extra is None else combine_manifests([manifest, extra]).reset_index(drop=True)
     if task == "multiclass" and (man[list(CLASSES)].sum(axis=1) != 1).any():
         raise HeartError("multiclass cross-validation needs one class per recording; pass single_label(manifest)")
     fs = features if features is not None else extract_features(man, cfg, cache_dir=cache_dir, progress=verbose > 0)
     fs.check(cfg)
     if fs.manifest.path.tolist() != man.path.tolist(): fs = fs.select(man); man = fs.manifest
     classes = present_classes(man); Y = target_matrix(man, classes)
-    fold = patient_folds(man, cfg.folds, cfg.seed); audit_folds(man, fold)
+    is_extra = np.arange(len(man)) >= n_main
+    src = man["source"].fillna("").astype(str).to_numpy() if "source" in man.columns else np.full(len(man), "")
+    fold = np.full(len(man), -1)
+    fold[:n_main] = patient_folds(man[:n_main], cfg.folds, cfg.seed)
+    audit_folds(man, fold)
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="heart_nb_cv_"))
     meta = {"model": model, "task": task, "classes": classes, "folds": cfg.folds, "config": _model_config(cfg, model),
-            "patients": int(man.patient_id.nunique()), "recordings": int(len(man))}
+            "patients": int(man.patient_id[:n_main].nunique()), "recordings": n_main}
+    if extra is not None: meta["extra_sources"] = {k: int(v) for k, v in man.source[is_extra].value_counts().sort_index().items()}
     out.mkdir(parents=True, exist_ok=True)
     if (out / "cv.json").exists():
         old = json.loads((out / "cv.json").read_text())
@@ -143,16 +154,16 @@ def cross_validate(manifest: pd.DataFrame, cfg: HeartConfig, model: str = "cnn",
         if (d / "fold.json").exists() and (d / "predictions.csv").exists():            # finished earlier: reuse
             preds.append(pd.read_csv(d / "predictions.csv", dtype={"patient_id": str})); infos.append(json.loads((d / "fold.json").read_text())); continue
         t0 = time.time(); d.mkdir(parents=True, exist_ok=True)
-        te = (fold == k) & ok; trv = (fold != k) & ok
+        te = (fold == k) & ok; trv = (fold != k) & ok & ~is_extra
         va = np.zeros(len(man), bool); va[np.flatnonzero(trv)[_inner_validation(man[trv], cfg, k)]] = True
-        tr = trv & ~va
+        tr = (trv & ~va) | (is_extra & ok)
         if model == "baseline":
             fm = Member("baseline", fit_baseline(fs, F, Y, tr, cfg, task, seed=k)); info = {}
         else:
             sel = lambda rows: np.isin(fs.row, np.flatnonzero(rows))
             net, std, hist = fit_model(model, fs.windows(tr), Y[fs.row[sel(tr)]], fs.windows(va),
                                        Y[fs.row[sel(va)]], cfg, task, d, groups=fs.row[sel(tr)], epochs=epochs,
-                                       verbose=verbose)
+                                       verbose=verbose, sources=src[fs.row[sel(tr)]])
             with atomic_path(d / "history.csv") as t: hist.to_csv(t, index=False)
             fm = Member(model, net, std)
             info = {"epochs_run": int(len(hist)), "best_epoch": int(np.argmin(hist.val_loss.to_numpy())) + 1, "params": int(net.count_params()),

@@ -11,8 +11,9 @@ from .core import CLASSES, HeartError, atomic_path
 from .annotations import load_annotations, normalise_patient_id, parse_label_text
 
 # %% auto #0
-__all__ = ['AUDIO_EXTENSIONS', 'PRESETS', 'MANIFEST_COLUMNS', 'compile_pattern', 'parse_recording_name', 'build_manifest',
-           'report_path', 'write_manifest', 'read_manifest', 'map_dataset', 'summarise_report', 'build_folder_manifest']
+__all__ = ['AUDIO_EXTENSIONS', 'PRESETS', 'REFERENCE_PRESETS', 'MANIFEST_COLUMNS', 'compile_pattern', 'parse_recording_name',
+           'build_manifest', 'report_path', 'write_manifest', 'read_manifest', 'split_groups', 'map_dataset',
+           'summarise_report', 'build_folder_manifest', 'build_reference_manifest', 'combine_manifests']
 
 # %% ../nbs/02_mapping.ipynb #fd717db7
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3")
@@ -20,6 +21,7 @@ PRESETS: dict[str, str] = {
     "bmd-hs": r"^(?P<group>[A-Za-z]+)_(?P<patient>\d+)_(?P<posture>sup|sit)_(?P<site>Aor|Pul|Tri|Mit)(?P<extra>[^.]*)\.\w+$",
     "prefix-site": r"^(?P<patient>[^_]+)_(?P<site>[A-Za-z]+)(?P<extra>[^.]*)\.\w+$",
 }
+REFERENCE_PRESETS: tuple[str, ...] = ("physionet2016",)   # a reference table (recording, database, label), not names
 
 def compile_pattern(pattern: str) -> re.Pattern:
     "The compiled file-name pattern (a preset name or a regex); it must have a `patient` group."
@@ -36,7 +38,7 @@ def parse_recording_name(name: str, pattern: str = "bmd-hs") -> dict | None:
     return None if m is None else {k: v for k, v in m.groupdict().items()}
 
 # %% ../nbs/02_mapping.ipynb #b81a2f26
-MANIFEST_COLUMNS: tuple[str, ...] = ("path", "recording_id", "patient_id", "site", "posture", "label", *CLASSES)
+MANIFEST_COLUMNS: tuple[str, ...] = ("path", "recording_id", "patient_id", "site", "posture", "label", "source", *CLASSES)
 
 def _file_hash(p: Path) -> str:
     "SHA-1 of a file's bytes."
@@ -65,7 +67,7 @@ def build_manifest(annotations: pd.DataFrame, audio_dir: str | Path, pattern: st
         a = ann.loc[pid]
         rows.append({"path": str(p.resolve()), "recording_id": p.stem, "patient_id": pid,
                      "site": g.get("site") or "", "posture": g.get("posture") or "", "label": a["label"],
-                     **{c: int(a[c]) for c in CLASSES}})
+                     "source": pattern if pattern in PRESETS else audio_dir.name, **{c: int(a[c]) for c in CLASSES}})
     man = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     for pid in sorted(set(ann.index) - set(man.patient_id)):
         note("patient_without_files", "", pid, "annotated, but no audio file matched")
@@ -115,19 +117,29 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
                          "each recording once")
     for c in CLASSES:
         if c not in man.columns: man[c] = [int(c in str(l).split("+")) for l in man.label]
-    bad = man[~man[list(CLASSES)].isin([0, 1]).all(axis=1)]
-    if len(bad): raise HeartError(f"{path}: row {bad.index[0] + 2}: class columns must be 0/1")
+    bad = man[~(man[list(CLASSES)].isin([0, 1]) | man[list(CLASSES)].isna()).all(axis=1)]
+    if len(bad): raise HeartError(f"{path}: row {bad.index[0] + 2}: class columns must be 0, 1 or empty (unknown)")
+    man["source"] = man["source"].fillna("").astype(str) if "source" in man.columns else ""
     if "recording_id" not in man.columns: man["recording_id"] = [Path(p).stem for p in man.path]
     for c in ("site", "posture"):
         man[c] = man[c].fillna("") if c in man.columns else ""
     man["path"] = [str(p if os.path.isabs(p) else (path.parent / p).resolve()) for p in man.path]
     return man
 
+# %% ../nbs/02_mapping.ipynb #3eaf54e0
+def split_groups(manifest: pd.DataFrame) -> np.ndarray:
+    "What no split may cut, per row: its `split_group` (e.g. a database without subject ids), else its patient."
+    if "split_group" not in manifest.columns: return manifest.patient_id.astype(str).to_numpy()
+    return manifest.split_group.fillna(manifest.patient_id).astype(str).to_numpy()
+
 # %% ../nbs/02_mapping.ipynb #fc57f028
 def map_dataset(annotations: str | Path | None, audio_dir: str | Path, out: str | Path, pattern: str | None = "bmd-hs",
                 sheet: str | None = None, layout: str = "names") -> tuple[pd.DataFrame, pd.DataFrame]:
     "Build the manifest — labels from the workbook (`layout='names'`) or from class folders (`layout='folders'`) — and write it and its report to `out`."
-    if layout == "folders":
+    if pattern in REFERENCE_PRESETS:
+        if annotations is None: raise HeartError(f"preset {pattern!r} needs its reference table (--annotations REFERENCE.csv)")
+        man, rep = build_reference_manifest(annotations, audio_dir, pattern)
+    elif layout == "folders":
         if annotations is not None: raise HeartError("layout 'folders' takes its labels from the folder names; leave out the annotation workbook")
         man, rep = build_folder_manifest(audio_dir, pattern)
     elif layout == "names":
@@ -170,7 +182,8 @@ def build_folder_manifest(audio_dir: str | Path, group: str | None = None) -> tu
         pid = normalise_patient_id(g["patient"]) if rx is not None else rel.with_suffix("").as_posix()
         label = "+".join(c for c in CLASSES if c in labels)
         rows.append({"path": str(p.resolve()), "recording_id": p.stem, "patient_id": pid, "site": g.get("site") or "",
-                     "posture": g.get("posture") or "", "label": label, **{c: int(c in labels) for c in CLASSES}})
+                     "posture": g.get("posture") or "", "label": label, "source": audio_dir.name,
+                     **{c: int(c in labels) for c in CLASSES}})
     man = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     if man.empty: raise HeartError(f"{audio_dir}: no audio file lies in a class folder (expected {audio_dir}/<label>/<file>.wav)")
     clash = man.groupby("patient_id").label.nunique()
@@ -179,3 +192,45 @@ def build_folder_manifest(audio_dir: str | Path, group: str | None = None) -> tu
     man = man[~man.patient_id.isin(clash[clash > 1].index)]
     man = man.copy(); _note_identical(man, note)
     return man.reset_index(drop=True), pd.DataFrame(report, columns=["kind", "file", "patient_id", "detail"])
+
+# %% ../nbs/02_mapping.ipynb #168ef0da
+def build_reference_manifest(reference: str | Path, audio_dir: str | Path, name: str = "physionet2016") -> tuple[pd.DataFrame, pd.DataFrame]:
+    "Manifest and report of a normal/abnormal reference table (`recording, database, label`) and its audio folder."
+    reference, audio_dir = Path(reference), Path(audio_dir)
+    if not reference.is_file(): raise HeartError(f"{reference}: reference table not found")
+    if not audio_dir.is_dir(): raise HeartError(f"{audio_dir}: audio folder not found")
+    try: ref = pd.read_csv(reference, dtype=str)
+    except Exception as e: raise HeartError(f"{reference}: not a readable CSV ({type(e).__name__})") from None
+    need = [c for c in ("recording", "database", "label") if c not in ref.columns]
+    if need: raise HeartError(f"{reference}: lacks column(s) {need}; expected recording, database, label (normal/abnormal)")
+    files = {p.stem: p for p in sorted(audio_dir.rglob("*")) if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS}
+    rows, report = [], []
+    def note(kind, file, pid, detail): report.append({"kind": kind, "file": file, "patient_id": pid, "detail": detail})
+    for i, r in enumerate(ref.itertuples(), start=2):
+        lab = str(r.label).strip().lower()
+        if lab not in ("normal", "abnormal"):
+            note("unknown_label", str(r.recording), "", f"row {i}: label {r.label!r}, expected normal or abnormal"); continue
+        p = files.pop(str(r.recording), None)
+        if p is None: note("missing_file", str(r.recording), "", f"row {i}: no audio file {r.recording}.* in {audio_dir}"); continue
+        src = f"{name}/{r.database}"
+        lesions = {c: (0 if lab == "normal" else np.nan) for c in CLASSES if c != "N"}
+        rows.append({"path": str(p.resolve()), "recording_id": p.stem, "patient_id": f"{src}/{p.stem}", "site": "",
+                     "posture": "", "label": "N" if lab == "normal" else "abnormal", "source": src,
+                     "N": int(lab == "normal"), **lesions, "split_group": src})
+    for stem, p in files.items(): note("unannotated_file", p.name, "", f"not in {reference.name}")
+    man = pd.DataFrame(rows, columns=[*MANIFEST_COLUMNS, "split_group"])
+    if man.empty: raise HeartError(f"{reference}: no row has both a known label and an audio file in {audio_dir}")
+    _note_identical(man, note)
+    return man.reset_index(drop=True), pd.DataFrame(report, columns=["kind", "file", "patient_id", "detail"])
+
+# %% ../nbs/02_mapping.ipynb #1839280d
+def combine_manifests(manifests: list[pd.DataFrame]) -> pd.DataFrame:
+    "Several manifests as one (e.g. BMD-HS and PhysioNet 2016): each recording once, each patient from one source."
+    if not manifests: raise HeartError("no manifest given")
+    man = pd.concat(manifests, ignore_index=True)
+    man["source"] = man["source"].fillna("").astype(str) if "source" in man.columns else ""
+    dup = man.path[man.path.duplicated()]
+    if len(dup): raise HeartError(f"{dup.iloc[0]}: in more than one manifest; each recording once")
+    two = man.groupby("patient_id").source.nunique()
+    if (two > 1).any(): raise HeartError(f"patient {two[two > 1].index[0]} appears in two sources; patient ids must not clash")
+    return man

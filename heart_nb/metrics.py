@@ -22,9 +22,11 @@ def aggregate(P: np.ndarray, groups) -> tuple[np.ndarray, np.ndarray]:
 
 # %% ../nbs/04a_metrics.ipynb #5ff01c4e
 def auroc(y: np.ndarray, p: np.ndarray) -> float:
-    "ROC AUC of scores `p` for 0/1 labels `y` (NaN without both classes)."
+    "ROC AUC of scores `p` for 0/1 labels `y` (unknown labels, NaN, left out; NaN without both classes)."
     from scipy.stats import rankdata
-    y = np.asarray(y).astype(bool)
+    y, p = np.asarray(y, float), np.asarray(p)
+    keep = np.isfinite(y)
+    y, p = y[keep] > 0, p[keep]
     n1 = int(y.sum())
     n0 = len(y) - n1
     if n1 == 0 or n0 == 0: return float("nan")
@@ -40,16 +42,17 @@ def decisions(P: np.ndarray, thr, task: str) -> np.ndarray:
 # %% ../nbs/04a_metrics.ipynb #e46baa8f
 def metric_table(Y: np.ndarray, P: np.ndarray, classes: list[str], task: str, thr=None) -> dict:
     "Per-class AUROC, F1, sensitivity, specificity and their macros, `balanced_accuracy` and the lesion macros."
-    Y = np.asarray(Y) > 0
-    P = np.asarray(P)
+    Yf, P = np.asarray(Y, float), np.asarray(P)
+    known, Y = np.isfinite(Yf), np.nan_to_num(Yf) > 0                 # an unknown label counts nowhere
     Yh = decisions(P, thr, task)
-    tp, fp, fn, tn = (Yh & Y).sum(0), (Yh & ~Y).sum(0), (~Yh & Y).sum(0), (~Yh & ~Y).sum(0)
+    tp, fp = (Yh & Y & known).sum(0), (Yh & ~Y & known).sum(0)
+    fn, tn = (~Yh & Y & known).sum(0), (~Yh & ~Y & known).sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         sens, spec = tp / (tp + fn), tn / (tn + fp)
         f1 = np.where(tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
     out = {}
     for j, c in enumerate(classes):
-        out.update({f"auroc_{c}": auroc(Y[:, j], P[:, j]), f"f1_{c}": f1[j], f"sensitivity_{c}": sens[j],
+        out.update({f"auroc_{c}": auroc(Yf[:, j], P[:, j]), f"f1_{c}": f1[j], f"sensitivity_{c}": sens[j],
                     f"specificity_{c}": spec[j]})
     les = [j for j, c in enumerate(classes) if c in LESIONS]
     def mean(v): return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
@@ -77,7 +80,9 @@ def apply_temperature(P: np.ndarray, T: float, task: str) -> np.ndarray:
 def log_loss(Y: np.ndarray, P: np.ndarray, task: str) -> float:
     "Mean binary (multi-label) or categorical (multi-class) cross-entropy."
     P = np.clip(P, 1e-6, 1 - 1e-6)
-    if task == "multilabel": return float(-np.mean(Y * np.log(P) + (1 - Y) * np.log(1 - P)))
+    if task == "multilabel":
+        L = Y * np.log(P) + (1 - Y) * np.log(1 - P)
+        return float(-(np.nanmean(L) if np.isnan(L).any() else np.mean(L)))
     return float(-np.mean(np.log((P * Y).sum(1))))
 
 # %% ../nbs/04a_metrics.ipynb #e59e25fb
@@ -104,7 +109,8 @@ def best_thresholds(Y: np.ndarray, P: np.ndarray) -> np.ndarray:
     "Per class, the probability cut that maximises F1 on (`Y`, `P`) (0.5 for a class without positives)."
     thr = np.full(Y.shape[1], 0.5)
     for j in range(Y.shape[1]):
-        y, p = Y[:, j] > 0, P[:, j]
+        known = np.isfinite(Y[:, j])
+        y, p = Y[known, j] > 0, P[known, j]
         if not y.any(): continue
         cand = np.unique(p)
         f1 = [2 * (y & (p >= c)).sum() / (y.sum() + (p >= c).sum()) for c in cand]

@@ -10,7 +10,8 @@ import keras
 from keras import layers, ops
 
 # %% auto #0
-__all__ = ['MODEL_BUILDERS', 'build_cnn', 'AttentionPooling', 'build_crnn', 'build_model', 'attention_weights', 'grad_cam']
+__all__ = ['MODEL_BUILDERS', 'build_cnn', 'AttentionPooling', 'build_crnn', 'build_model', 'masked_binary_crossentropy',
+           'attention_weights', 'grad_cam']
 
 # %% ../nbs/04_models.ipynb #3cf0e559
 def _conv_block(x, filters: int, pool: tuple[int, int], name: str):
@@ -89,6 +90,17 @@ def build_model(kind: str, cfg: HeartConfig, n_classes: int, multilabel: bool = 
     "The model `kind` ('cnn' or 'crnn')."
     if kind not in MODEL_BUILDERS: raise HeartError(f"unknown model {kind!r}; expected one of {list(MODEL_BUILDERS)}")
     return MODEL_BUILDERS[kind](cfg, n_classes, multilabel)
+
+# %% ../nbs/04_models.ipynb #23ecfbfc
+@keras.saving.register_keras_serializable(package="heart_nb")
+def masked_binary_crossentropy(y_true, y_pred):
+    "Binary cross-entropy over each sample's known targets (NaN: unknown, left out)."
+    known = ops.logical_not(ops.isnan(y_true))
+    y = ops.where(known, y_true, 0.0)
+    p = ops.clip(y_pred, 1e-7, 1 - 1e-7)
+    bce = -(y * ops.log(p) + (1 - y) * ops.log(1 - p))
+    k = ops.cast(known, bce.dtype)
+    return ops.sum(bce * k, axis=-1) / ops.maximum(ops.sum(k, axis=-1), 1.0)
 
 # %% ../nbs/04_models.ipynb #17ee2442
 def attention_weights(model: keras.Model, X: np.ndarray) -> np.ndarray:

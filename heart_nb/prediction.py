@@ -335,6 +335,7 @@ def predict_patients(predictor: Predictor, paths, pattern: str = "bmd-hs", manif
     ok = groups.error == ""
     scored = dict(zip(groups.path[ok], predictor.scored(groups.path[ok].tolist(), progress, n_jobs)))
     thr = dict(zip(predictor.classes, map(float, predictor.run.thresholds("patient"))))
+    if predictor.run.task == "multiclass": thr = {}                       # the most probable class: no thresholds
     patients, recordings = [], []
     for g in groups.itertuples():
         row, P = scored.get(g.path, ({"path": g.path, "prediction": "", "quality": "", "heart_rate_bpm": None,
@@ -370,10 +371,13 @@ def _probability_figure(predictor: Predictor, patient: dict):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 0.45 * len(predictor.classes) + 0.8))
     p = [patient["probabilities"][c] for c in predictor.classes]
-    t = [patient["thresholds"][c] for c in predictor.classes]
-    ax.barh(predictor.classes, p, color=["C3" if x >= y else "C0" for x, y in zip(p, t)])
-    ax.scatter(t, predictor.classes, marker="|", s=300, color="k", label="threshold (patient level)")
-    ax.set_xlim(0, 1); ax.invert_yaxis(); ax.legend(fontsize=7, loc="lower right")
+    called = patient["prediction"].split("+")
+    ax.barh(predictor.classes, p, color=["C3" if c in called else "C0" for c in predictor.classes])
+    if patient["thresholds"]:
+        t = [patient["thresholds"][c] for c in predictor.classes]
+        ax.scatter(t, predictor.classes, marker="|", s=300, color="k", label="threshold (patient level)")
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_xlim(0, 1); ax.invert_yaxis()
     ax.set_title(f"{patient['patient']}: mean of {patient['recordings_used']} recordings", fontsize=9)
     fig.tight_layout()
     return fig
@@ -416,10 +420,11 @@ def patient_report(predictor: Predictor, patient: dict, recordings: list[dict], 
     else:
         body.append(f"<p>Called: {esc(', '.join(names[c] for c in patient['prediction'].split('+') if c in names) or 'no class reached its threshold')}.</p>")
         body.append(_png(_probability_figure(predictor, patient)))
+        called = patient["prediction"].split("+")
+        thr = {c: f"{t:.3f}" for c, t in patient["thresholds"].items()} or {c: "(most probable)" for c in predictor.classes}
         body.append("<table><tr><th>class</th><th>probability</th><th>threshold</th><th>called</th></tr>" + "".join(
-            f"<tr><td>{c} {esc(names[c])}</td><td>{patient['probabilities'][c]:.3f}</td>"
-            f"<td>{patient['thresholds'][c]:.3f}</td><td>{'yes' if patient['probabilities'][c] >= patient['thresholds'][c] else ''}</td></tr>"
-            for c in predictor.classes) + "</table>")
+            f"<tr><td>{c} {esc(names[c])}</td><td>{patient['probabilities'][c]:.3f}</td><td>{thr[c]}</td>"
+            f"<td>{'yes' if c in called else ''}</td></tr>" for c in predictor.classes) + "</table>")
     body.append("<h2>Recordings</h2><table><tr><th>file</th><th>site</th><th>quality</th><th>heart rate</th>"
                 "<th>recording's own answer</th></tr>")
     for r in mine:

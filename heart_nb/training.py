@@ -12,6 +12,7 @@ from .core import CLASSES, SHIPPED, HeartConfig, HeartError, atomic_path, atomic
 from .features import FeatureSet, Standardiser, Windows, _band_centres, extract_features, recording_frames
 from .cycle import cycle_profile
 from .metrics import aggregate, fit_decision
+from .mapping import split_groups
 
 # %% auto #0
 __all__ = ['PICKLE_SUFFIXES', 'KINDS', 'present_classes', 'choose_task', 'target_matrix', 'patient_split',
@@ -26,16 +27,23 @@ def present_classes(manifest: pd.DataFrame) -> list[str]:
     return [c for c in CLASSES if c in manifest.columns and manifest[c].sum() > 0]
 
 def choose_task(manifest: pd.DataFrame) -> str:
-    "'multilabel' when some recording has several classes, else 'multiclass'."
-    return "multilabel" if (manifest[list(CLASSES)].sum(axis=1) > 1).any() else "multiclass"
+    "'multilabel' when some recording has several classes or an unknown one (empty), else 'multiclass'."
+    C = manifest[list(CLASSES)]
+    return "multilabel" if (C.sum(axis=1) > 1).any() or C.isna().any().any() else "multiclass"
 
 def target_matrix(manifest: pd.DataFrame, classes: list[str]) -> np.ndarray:
-    "0/1 targets (n_recordings, n_classes) for `classes`."
+    "0/1 targets (n_recordings, n_classes) for `classes`; NaN where a label is unknown."
     return manifest[classes].to_numpy(dtype=np.float32)
 
 # %% ../nbs/05_training.ipynb #c11e47cf
 def patient_split(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig()) -> np.ndarray:
     "'train', 'val' or 'test' for each recording, split by patient, stratified on the patient's label."
+    # rows with a split_group (a source without subject ids, e.g. a PhysioNet database) are never cut: they all train
+    if "split_group" in manifest.columns and manifest.split_group.notna().any():
+        fixed = manifest.split_group.notna().to_numpy()
+        which = np.full(len(manifest), "train", dtype=object)
+        which[~fixed] = patient_split(manifest[~fixed].drop(columns="split_group"), cfg)
+        return which
     pats = manifest.drop_duplicates("patient_id")[["patient_id", "label"]].reset_index(drop=True)
     n = len(pats)
     n_test = int(round(cfg.test_frac * n)); n_val = max(1, int(round(cfg.val_frac * n)))
@@ -53,22 +61,30 @@ def patient_split(manifest: pd.DataFrame, cfg: HeartConfig = HeartConfig()) -> n
     return manifest.patient_id.map(dict(zip(pats.patient_id, which))).to_numpy()
 
 def assert_patient_disjoint(manifest: pd.DataFrame, split) -> None:
-    "Raise `HeartError` if any patient's recordings fall in more than one split."
-    per = pd.DataFrame({"p": manifest.patient_id.to_numpy(), "s": np.asarray(split)}).groupby("p").s.nunique()
-    leak = per[per > 1]
-    if len(leak): raise HeartError(f"patient leakage: {leak.index[0]} appears in several splits ({len(leak)} patient(s) in all)")
+    "Raise `HeartError` if any patient's (or split group's) recordings fall in more than one split."
+    for key in (manifest.patient_id.to_numpy(), split_groups(manifest)):
+        per = pd.DataFrame({"p": key, "s": np.asarray(split)}).groupby("p").s.nunique()
+        leak = per[per > 1]
+        if len(leak): raise HeartError(f"patient leakage: {leak.index[0]} appears in several splits ({len(leak)} patient(s) in all)")
 
 # %% ../nbs/05_training.ipynb #a1db8d17
 def class_weights(Y: np.ndarray) -> np.ndarray:
-    "Balanced per-class weights n / (k · positives) for 0/1 targets `Y` (n, k)."
-    pos = Y.sum(axis=0)
+    "Balanced per-class weights known / (k · positives) for 0/1 targets `Y` (n, k), counting known labels only."
+    pos = (Y == 1).sum(axis=0)
     if (pos == 0).any(): raise HeartError(f"class weights: class index {int(np.argmin(pos))} has no positive example in training")
-    return (len(Y) / (Y.shape[1] * pos)).astype(np.float32)
+    return (np.isfinite(Y).sum(axis=0) / (Y.shape[1] * pos)).astype(np.float32)
 
-def sample_weights(Y: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    "Per-sample weight: the mean class weight of the sample's positive classes (1 when it has none)."
-    n_pos = Y.sum(axis=1)
-    return np.where(n_pos > 0, (Y * weights).sum(axis=1) / np.maximum(n_pos, 1), 1.0).astype(np.float32)
+def sample_weights(Y: np.ndarray, weights: np.ndarray, sources=None) -> np.ndarray:
+    "Per-sample weight: the mean class weight of its positive classes (1 when none), times its source's share."
+    # sources: each sample's source; several sources weigh the same in all (n / (S · n_source) each), so that
+    # BMD-HS's few patients are not drowned by a larger source's recordings
+    Yk = np.nan_to_num(Y)
+    n_pos = Yk.sum(axis=1)
+    w = np.where(n_pos > 0, (Yk * weights).sum(axis=1) / np.maximum(n_pos, 1), 1.0)
+    if sources is not None and len(set(sources)) > 1:
+        src, inv, cnt = np.unique(np.asarray(sources), return_inverse=True, return_counts=True)
+        w = w * len(w) / (len(src) * cnt[inv])
+    return w.astype(np.float32)
 
 # %% ../nbs/05_training.ipynb #5281d9f5
 _DB = np.float32(10 / math.log(10))      # dB = _DB · ln(power)
@@ -234,10 +250,12 @@ def distribution_scope(cfg: HeartConfig) -> tuple:
         return strategy.scope(), strategy.num_replicas_in_sync, (0, 1)
     raise HeartError(f"distribution='data_parallel' needs the JAX or TensorFlow backend, not {backend}")
 
-def _compile(model, task: str, cfg: HeartConfig):
-    "Compile `model` for `task` with Adam at `cfg.learning_rate`."
+def _compile(model, task: str, cfg: HeartConfig, masked: bool = False):
+    "Compile `model` for `task` with Adam at `cfg.learning_rate`; `masked`: unknown (NaN) targets left out of the loss."
     import keras
+    from heart_nb.models import masked_binary_crossentropy
     loss = "binary_crossentropy" if task == "multilabel" else "categorical_crossentropy"
+    if masked: loss = masked_binary_crossentropy
     acc = keras.metrics.BinaryAccuracy if task == "multilabel" else keras.metrics.CategoricalAccuracy
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=[acc(name="accuracy")])
     return model
@@ -288,9 +306,10 @@ def _epoch_line(epoch: int, logs: dict) -> str:
     return f"epoch {epoch + 1:3d}: " + "  ".join(f"{k} {v:.4g}" for k, v in logs.items())
 
 def fit_model(kind: str, X, Y, Xva, Yva, cfg: HeartConfig, task: str, out_dir: str | Path, groups=None,
-              epochs: int | None = None, verbose: int = 0, callbacks=()) -> tuple:
+              epochs: int | None = None, verbose: int = 0, callbacks=(), sources=None) -> tuple:
     "Train model `kind` on windows `X` (array or `Windows`), targets `Y`, by the one recipe: (model, standardiser, history)."
-    # verbose: 0 silent, 1 Keras's progress bar, 2 one line per epoch
+    # verbose: 0 silent, 1 Keras's progress bar, 2 one line per epoch; sources: each window's source (weights
+    # balanced across them); a NaN target (an unknown label) is left out of the loss
     from heart_nb.models import build_model, keras
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -300,7 +319,8 @@ def fit_model(kind: str, X, Y, Xva, Yva, cfg: HeartConfig, task: str, out_dir: s
     std = Standardiser.fit(X, cfg.normalise, cfg.hop_length / cfg.sr)
     scope, r, shard = distribution_scope(cfg)
     if cfg.batch_size % r: raise HeartError(f"batch_size {cfg.batch_size} is not a multiple of the {r} devices")
-    data = training_windows(X, Y, sample_weights(Y, class_weights(Y)), std, cfg, cfg.seed, groups, r, shard)
+    masked = bool(np.isnan(Y).any() or np.isnan(Yva).any())
+    data = training_windows(X, Y, sample_weights(Y, class_weights(Y), sources), std, cfg, cfg.seed, groups, r, shard)
     cbs = [_early_stopping(cfg, out / "backup"),       # before the backup: its state is saved first
            keras.callbacks.BackupAndRestore(str(out / "backup")),
            keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: data.set_epoch(e)),
@@ -310,7 +330,7 @@ def fit_model(kind: str, X, Y, Xva, Yva, cfg: HeartConfig, task: str, out_dir: s
     if verbose == 2:
         cbs.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: print(_epoch_line(e, logs))))
     with scope:                                        # one scope: model variables and batches on the same devices
-        net = _compile(build_model(kind, cfg, Y.shape[1], multilabel=task == "multilabel"), task, cfg)
+        net = _compile(build_model(kind, cfg, Y.shape[1], multilabel=task == "multilabel"), task, cfg, masked)
         # verbose 2: our one line per epoch, not Keras's bar; shuffle=False: the draw shuffles (Keras would shuffle
         # the batches with Python's global `random`, which a resumed run cannot reproduce)
         val = validation_windows(Xva, Yva, std, replicas=r, shard=shard)
@@ -369,17 +389,25 @@ class Baseline:
         return make_pipeline(StandardScaler(), OneVsRestClassifier(lr) if self.task == "multilabel" else lr)
 
     def fit(self, F: np.ndarray, Y: np.ndarray) -> "Baseline":
-        "Fit on features `F` and 0/1 targets `Y` (n, k)."
-        model = self.sklearn_model().fit(F, Y if self.task == "multilabel" else Y.argmax(1))
-        scaler, clf = model[0], model[-1]
+        "Fit on features `F` and 0/1 targets `Y` (n, k); multi-label: each class on the rows where it is known."
+        from sklearn.base import clone
+        model = self.sklearn_model()
+        scaler, clf = model[0].fit(F), model[-1]
+        Z = scaler.transform(F)
         self.mean, self.scale, self.k = scaler.mean_.astype(np.float64), scaler.scale_.astype(np.float64), Y.shape[1]
-        if self.task == "multilabel":                                   # a class constant in training: a constant
-            fitted = [(e.coef_[0], e.intercept_[0]) if hasattr(e, "coef_") else
-                      (np.zeros(F.shape[1]), np.inf if e.y_[0] else -np.inf) for e in clf.estimators_]
-            self.coef, self.intercept = np.stack([c for c, _ in fitted]), np.array([b for _, b in fitted])
-            self.seen = np.arange(self.k)
-        else:
+        if self.task == "multiclass":
+            clf.fit(Z, Y.argmax(1))
             self.coef, self.intercept, self.seen = clf.coef_, clf.intercept_, clf.classes_.astype(np.int64)
+            return self
+        fitted = []                                                     # one-vs-rest, as scikit-learn's, but masked
+        for j in range(self.k):
+            known = np.isfinite(Y[:, j])
+            y = Y[known, j]
+            if len(np.unique(y)) == 1: fitted.append((np.zeros(F.shape[1]), np.inf if y[0] else -np.inf)); continue
+            e = clone(clf.estimator).fit(Z[known], y.astype(np.int64))
+            fitted.append((e.coef_[0], e.intercept_[0]))
+        self.coef, self.intercept = np.stack([c for c, _ in fitted]), np.array([b for _, b in fitted])
+        self.seen = np.arange(self.k)
         return self
 
     def predict(self, F: np.ndarray) -> np.ndarray:
@@ -542,6 +570,7 @@ def train(manifest: pd.DataFrame, out_dir: str | Path, cfg: HeartConfig = HeartC
     if fs.manifest.path.tolist() != manifest.path.tolist():
         raise HeartError("features were computed for another manifest (paths differ)")
     Y = target_matrix(manifest, classes)
+    src = manifest["source"].fillna("").astype(str).to_numpy() if "source" in manifest.columns else np.full(len(manifest), "")
     tr, va = split[fs.row] == "train", split[fs.row] == "val"
     if not tr.any() or not va.any(): raise HeartError("no usable training or validation windows (every file failed?)")
     members, info_members = {}, {}
@@ -556,7 +585,7 @@ def train(manifest: pd.DataFrame, out_dir: str | Path, cfg: HeartConfig = HeartC
             continue
         if verbose: print(f"training the {kind.upper()}")
         net, std, hist = fit_model(kind, Windows(fs.X, tr), Y[fs.row[tr]], Windows(fs.X, va), Y[fs.row[va]], cfg,
-                                   task, d, groups=fs.row[tr], epochs=epochs, verbose=verbose)
+                                   task, d, groups=fs.row[tr], epochs=epochs, verbose=verbose, sources=src[fs.row[tr]])
         members[kind] = Member(kind, net, std)
         members[kind].save(d)
         vl = hist.val_loss.to_numpy()
@@ -572,6 +601,7 @@ def train(manifest: pd.DataFrame, out_dir: str | Path, cfg: HeartConfig = HeartC
             "patients": {k: int(pats.get(k, 0)) for k in ("train", "val", "test")},
             "recordings": {k: int((split == k).sum()) for k in ("train", "val", "test")},
             "windows": {"train": int(tr.sum()), "val": int(va.sum())}, "failed_files": fs.errors,
+            "sources": {k: int(v) for k, v in pd.Series(src).value_counts().sort_index().items()},
             "data_note": data_note, "seconds": round(time.time() - t0, 1)}
     atomic_write_text(out / "run.json", json.dumps(info, indent=1))      # last: a run folder without it is unfinished
     return out

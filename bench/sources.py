@@ -105,7 +105,7 @@ def part_b(bm, pn, fs, model, cfg, work, n_boot, rng, finished_only=False) -> li
             point = mean(name, None)
             diff = [mean(name, {d: draws[d][b] for d in subset}) - mean("zero_shot", {d: draws[d][b] for d in subset})
                     for b in range(n_boot)] if name != "zero_shot" else [0.0]
-            lo, hi = np.percentile(diff, [2.5, 97.5])
+            lo, hi = np.nanpercentile(diff, [2.5, 97.5])
             rows.append({"protocol": f"leave one database out, mean over {label}", "train_sources": "as above",
                          "test_source": f"physionet2016/{{{','.join(subset)}}}", "model": f"{model} ({name})",
                          "metric": "normal_abnormal_auroc", "value": round(float(point), 4),
@@ -151,12 +151,54 @@ def part_a(bm, pn, fs, model, cfg, work, n_boot, rng) -> list[dict]:
                  "ci_low": round(float(lo), 4), "ci_high": round(float(hi), 4), "target": ">= -0.01"})
     return rows
 
+def write_report(results: Path) -> None:
+    "sources.json (every row of every sources_*.json, with its command and machine) and sources.md (the tables)."
+    runs = [json.loads(f.read_text()) | {"file": f.name} for f in sorted(results.glob("sources_*.json"))]
+    rows = [r | {"command": x["command"], "machine": x["machine"]} for x in runs for r in x["rows"]]
+    (results / "sources.json").write_text(json.dumps(rows, indent=1))
+    R = pd.DataFrame(rows)
+    fmt = lambda r: f"{r.value:.3f} [{r.ci_low:.2f}, {r.ci_high:.2f}]" if r.ci_low == r.ci_low else f"{r.value:.3f}"
+    lines = ["# Learning from several sources (bench/sources.py)", "",
+             "Generated from the sources_*.json files beside this one; each row names its command and machine there.",
+             "Every figure: 2 CPU cores, TensorFlow, no GPU.", "",
+             "## (b) PhysioNet 2016, leave one database out", "",
+             "Per held-out database: normal/abnormal AUROC of 1 - p(N) per recording [95 % CI, recordings bootstrapped; "
+             "no subject ids, so optimistic], and specificity (normal recordings called N) / sensitivity (abnormal "
+             "not called N) at the run's own N threshold. zero_shot: trained on BMD-HS alone; pooled: BMD-HS + the "
+             "other five databases; no_lesion_n: N decided as no lesion at or above its threshold.", ""]
+    b = R[R.protocol == "leave one database out"]
+    if len(b):
+        lines += ["| model | " + " | ".join(f"{d} AUROC / spec / sens" for d in DBS) + " |", "|---|" + "---|" * len(DBS)]
+        for m, g in b.groupby("model", sort=False):
+            cells = []
+            for d in DBS:
+                x = g[g.test_source == f"physionet2016/{d}"].set_index("metric")
+                cells.append("" if x.empty else f"{fmt(x.loc['normal_abnormal_auroc'])} / "
+                             f"{x.loc['specificity', 'value']:.2f} / {x.loc['sensitivity', 'value']:.2f}")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines += ["", "Mean AUROC over the held-out databases, and its difference to zero-shot (paired bootstrap, the "
+                  "same recordings drawn for both):", "", "| model | databases | mean AUROC | − zero-shot [95 % CI] |",
+                  "|---|---|---|---|"]
+        for _, r in R[R.protocol.str.startswith("leave one database out, mean")].iterrows():
+            lines.append(f"| {r.model} | {r.test_source.split('/')[1]} | {r.value:.3f} | "
+                         f"{r.diff_vs_zero_shot:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] |")
+    a = R[R.protocol.str.startswith("BMD-HS")]
+    if len(a):
+        lines += ["", "## (a) BMD-HS, patient-wise 5-fold, with and without PhysioNet 2016 in training", "",
+                  "Patient level, each fold's validation thresholds, mean over folds [95 % CI, patients bootstrapped "
+                  "within folds]; the difference is paired (the same patients drawn for both). Target: >= -0.01.", "",
+                  "| model | trained on | metric | value |", "|---|---|---|---|"]
+        for _, r in a.iterrows(): lines.append(f"| {r.model} | {r.train_sources} | {r.metric} | {fmt(r)} |")
+    (results / "sources.md").write_text("\n".join(lines) + "\n")
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="baseline", help="baseline, cnn or baseline+cnn (the shipped model)")
     ap.add_argument("--part", default="ab", help="a, b or ab")
     ap.add_argument("--work", default="bench/_sources"); ap.add_argument("--boot", type=int, default=500)
     ap.add_argument("--results", default="bench/results")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a HeartConfig field for every run (a lever; its runs go to their own folders)")
     ap.add_argument("--finished-only", action="store_true", help="(b): report the held-out databases whose run is done")
     args = ap.parse_args()
     from heart_nb.core import HeartConfig, SHIPPED, find_bmdhs
@@ -167,18 +209,28 @@ def main():
     work = Path(args.work); work.mkdir(parents=True, exist_ok=True)
     bm, pn = manifests(bmdhs, bmdhs.parent / "physionet2016", work)
     cfg = HeartConfig()
+    for kv in args.set:
+        k, v = kv.split("=", 1)
+        cur = getattr(cfg, k)
+        cfg = cfg.replace(**{k: type(cur)(v) if not isinstance(cur, tuple) else tuple(map(type(cur[0]), v.split(",")))})
+    tag = "".join(f"__{kv.replace('=', '_')}" for kv in args.set)
+    work = work / tag.lstrip("_") if tag else work
+    work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    fs = extract_features(combine_manifests([bm, pn]), cfg, cache_dir=work / "cache", progress=False)
+    fs = extract_features(combine_manifests([bm, pn]), cfg, cache_dir=Path(args.work) / "cache", progress=False)
     print(f"features of {len(bm)} BMD-HS and {len(pn)} PhysioNet recordings: {time.time() - t0:.0f} s", flush=True)
     rng = np.random.default_rng(0)
     rows = []
     if "b" in args.part: rows += part_b(bm, pn, fs, args.model, cfg, work, args.boot, rng, args.finished_only)
     if "a" in args.part: rows += part_a(bm, pn, fs, args.model, cfg, work, args.boot, rng)
-    for r in rows: r["shipped"] = args.model == SHIPPED and "pooled" in r["model"]
-    out = Path(args.results) / f"sources_{args.model.replace('+', '_')}.json"
+    for r in rows:
+        r["shipped"] = args.model == SHIPPED and "pooled" in r["model"] and not args.set
+        if args.set: r["model"] += " " + ", ".join(args.set)
+    out = Path(args.results) / f"sources_{args.model.replace('+', '_')}{tag}.json"
     meta = {"command": "python " + " ".join(sys.argv), "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU",
             "seconds": round(time.time() - t0), "rows": rows}
     out.write_text(json.dumps(meta, indent=1))
+    write_report(Path(args.results))
     print(pd.DataFrame(rows).drop(columns=["train_sources"]).to_string())
     print(f"wrote {out}")
 

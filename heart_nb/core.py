@@ -76,6 +76,7 @@ class HeartConfig:
     baseline_copies: int = 2            # the baseline also trains on this many augmented copies of each recording
     baseline_crop_s: float = 1.5        # ... whose windows are cropped to baseline_crop_s..window_s (aug_crop_s)
     baseline_c: float = 0.05            # the baseline's inverse L2 strength (logistic regression C)
+    baseline_norm: str = "none"         # 'band': each band's median level out of a recording before its summary
     distribution: str = "none"          # 'data_parallel': every batch split over all GPUs (or CPUs) of this machine
     seed: int = 42
 
@@ -112,6 +113,7 @@ class HeartConfig:
         need(0 <= self.baseline_crop_s <= self.window_s,
              f"baseline_crop_s must be in [0, window_s], got {self.baseline_crop_s}")
         need(self.baseline_c > 0, f"baseline_c must be > 0, got {self.baseline_c}")
+        need(self.baseline_norm in ("none", "band"), f"baseline_norm must be 'none' or 'band', got {self.baseline_norm!r}")
         need(self.normalise in ("global", "window", "pcen"),
              f"normalise must be 'global', 'window' or 'pcen', got {self.normalise!r}")
         need(self.train_windows >= 0, f"train_windows must be >= 0 (0: all), got {self.train_windows}")

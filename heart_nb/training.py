@@ -344,6 +344,7 @@ def summarise_windows(W: np.ndarray, cfg: HeartConfig = HeartConfig(), n_mfcc: i
     "The baseline's features of one recording's log-Mel windows `W` (n, n_mels, n_frames): statistics, cycle profile."
     from scipy.fft import dct
     S = recording_frames(W, cfg)                                       # (n_mels, frames) of the whole recording
+    if cfg.baseline_norm == "band": S = S - np.median(S, axis=1, keepdims=True)   # no device colour: band levels out
     mf = dct(S, type=2, norm="ortho", axis=0)[:n_mfcc]
     env = np.log(np.exp(S / 10 * np.log(10)).sum(0) + 1e-10)          # frame energy envelope (log)
     ac = np.correlate(env - env.mean(), env - env.mean(), "full")[len(env) - 1:]

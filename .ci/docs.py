@@ -6,15 +6,27 @@ cell the documentation of what it defines (nbdev's `show_doc`, as Markdown). Eac
 (nbconvert, the lab template), with a sidebar in pipeline order; nbs/images is copied next to the pages. The real
 site is built by nbdev/Quarto in GitHub Actions (.github/workflows/deploy.yaml).
 """
-import ast, copy, html, importlib, json, re, shutil, sys, warnings
+
+import ast
+import copy
+import html
+import importlib
+import importlib.util
+import json
+import re
+import shutil
+import sys
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / "nbs"
 
+
 def pages() -> list[Path]:
     "index first, then the numbered notebooks in pipeline order."
     return [NBS / "index.ipynb"] + sorted(p for p in NBS.glob("[0-9]*.ipynb"))
+
 
 def directives(src: str) -> tuple[dict, str]:
     "The `#| key: value` directives at the top of a cell and the source without them."
@@ -22,43 +34,60 @@ def directives(src: str) -> tuple[dict, str]:
     while lines and lines[0].startswith("#|"):
         text = lines.pop(0)[2:].strip()
         key, sep, value = text.partition(":")
-        if not sep: key, _, value = text.partition(" ")                 # `#| default_exp cycle`, `#| export`
+        if not sep:
+            key, _, value = text.partition(" ")  # `#| default_exp cycle`, `#| export`
         d[key.strip()] = value.strip()
     return d, "\n".join(lines)
+
 
 def doc_markdown(module, src: str) -> str:
     "nbdev's show_doc of every top-level function and class the exported `src` defines, as Markdown."
     from nbdev.showdoc import show_doc
-    names = [n.name for n in ast.parse(src).body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith("_")]
+
+    names = [
+        n.name
+        for n in ast.parse(src).body
+        if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith("_")
+    ]
     out = []
     for n in names:
         obj = getattr(module, n, None)
-        if obj is None: continue
+        if obj is None:
+            continue
         md = show_doc(obj)._repr_markdown_()
         out.append(re.sub(r"\{target=[^}]*\}", "", md).replace("#LNone", ""))
     return "\n\n".join(out)
 
+
 def process(nb: dict) -> tuple[dict, str]:
     "The notebook as the site shows it, and its title."
-    nb = copy.deepcopy(nb); cells, module, title = [], None, None
+    nb = copy.deepcopy(nb)
+    cells, module, title = [], None, None
     for c in nb["cells"]:
         src = "".join(c["source"])
         if c["cell_type"] == "markdown":
             m = re.search(r"^# (.+)$", src, re.M)
             title = title or (m.group(1).strip() if m else None)
-            cells.append(c); continue
+            cells.append(c)
+            continue
         d, body = directives(src)
         if "default_exp" in d:
-            module = importlib.import_module(f"heart_nb.{d['default_exp'] or src.split()[-1]}"); continue
-        if "hide" in d or d.get("include") == "false": continue
+            module = importlib.import_module(f"heart_nb.{d['default_exp'] or src.split()[-1]}")
+            continue
+        if "hide" in d or d.get("include") == "false":
+            continue
         c["source"] = body
-        if d.get("echo") == "false": c.setdefault("metadata", {})["jupyter"] = {"source_hidden": True}; c["metadata"]["hide_input"] = True
+        if d.get("echo") == "false":
+            c.setdefault("metadata", {})["jupyter"] = {"source_hidden": True}
+            c["metadata"]["hide_input"] = True
         cells.append(c)
         if ("export" in d or "exports" in d) and module is not None:
             md = doc_markdown(module, body)
-            if md: cells.append({"cell_type": "markdown", "metadata": {}, "source": md})
+            if md:
+                cells.append({"cell_type": "markdown", "metadata": {}, "source": md})
     nb["cells"] = cells
     return nb, title or "heart_nb"
+
 
 SIDEBAR_CSS = """
 <style>
@@ -71,21 +100,31 @@ SIDEBAR_CSS = """
  .jp-Cell.jp-mod-noInput .jp-Cell-inputWrapper { display: none; }
 </style>"""
 
+
 def main() -> None:
-    if len(sys.argv) != 2: sys.exit("usage: .ci/docs OUT_DIR")
-    out = Path(sys.argv[1]).resolve(); out.mkdir(parents=True, exist_ok=True)
+    if len(sys.argv) != 2:
+        sys.exit("usage: .ci/docs OUT_DIR")
+    missing = [m for m in ("nbdev", "nbconvert", "nbformat") if importlib.util.find_spec(m) is None]
+    if missing:
+        sys.exit(f".ci/docs: needs {', '.join(missing)}: install the dev and lab extras, pip install -e \".[dev,lab]\"")
+    out = Path(sys.argv[1]).resolve()
+    out.mkdir(parents=True, exist_ok=True)
     warnings.simplefilter("ignore")
+    import nbformat
     from nbconvert import HTMLExporter
     from traitlets.config import Config
-    import nbformat
-    cfg = Config(); cfg.TemplateExporter.exclude_input_prompt = True; cfg.TemplateExporter.exclude_output_prompt = True
+
+    cfg = Config()
+    cfg.TemplateExporter.exclude_input_prompt = True
+    cfg.TemplateExporter.exclude_output_prompt = True
     cfg.TagRemovePreprocessor.enabled = True
     exporter = HTMLExporter(config=cfg, template_name="lab")
     built = []
     for p in pages():
         nb, title = process(json.loads(p.read_text()))
-        for c in nb["cells"]:                                                  # `#| echo: false`: the output alone
-            if c.get("metadata", {}).get("hide_input"): c["metadata"].setdefault("tags", []).append("remove_input")
+        for c in nb["cells"]:  # `#| echo: false`: the output alone
+            if c.get("metadata", {}).get("hide_input"):
+                c["metadata"].setdefault("tags", []).append("remove_input")
         cfg.TagRemovePreprocessor.remove_input_tags = {"remove_input"}
         exporter = HTMLExporter(config=cfg, template_name="lab")
         body, _ = exporter.from_notebook_node(nbformat.reads(json.dumps(nb), as_version=4))
@@ -93,11 +132,23 @@ def main() -> None:
         built.append((name, title, body))
     for name, title, body in built:
         nav = "".join(f'<a href="{n}"{" class=current" if n == name else ""}>{html.escape(t)}</a>' for n, t, _ in built)
-        body = re.sub(r"<title>.*?</title>", f"<title>{html.escape(title)} – heart_nb</title>", body, count=1, flags=re.S)
+        body = re.sub(
+            r"<title>.*?</title>", f"<title>{html.escape(title)} – heart_nb</title>", body, count=1, flags=re.S
+        )
         body = body.replace("</head>", SIDEBAR_CSS + "</head>", 1)
-        body = re.sub(r"(<body[^>]*>)", r'\1<nav class="heart-nb-sidebar"><a class="site" href="index.html">heart_nb</a>' + nav.replace("\\", "\\\\") + "</nav>", body, count=1)
+        body = re.sub(
+            r"(<body[^>]*>)",
+            r'\1<nav class="heart-nb-sidebar"><a class="site" href="index.html">heart_nb</a>'
+            + nav.replace("\\", "\\\\")
+            + "</nav>",
+            body,
+            count=1,
+        )
         (out / name).write_text(body)
-    if (NBS / "images").exists(): shutil.copytree(NBS / "images", out / "images", dirs_exist_ok=True)
+    if (NBS / "images").exists():
+        shutil.copytree(NBS / "images", out / "images", dirs_exist_ok=True)
     print(f"docs: {len(built)} pages in {out}: " + ", ".join(n for n, _, _ in built))
 
-if __name__ == "__main__": main()
+
+if __name__ == "__main__":
+    main()

@@ -9,34 +9,47 @@ of the clone's .venv. Only these changes are made, each printed as it is applied
 - `jax[cuda12]` becomes `jax[cpu]` (no GPU here);
 - `jupyter lab ...` starts in the background (`--allow-root` as root, as the README says), must print its URL and
   answer 200 on it, and is stopped;
-- the README's BMD-HS folder `../shared/data/bmd-hs` is this checkout's (absolute path); `my_dataset/` (class
-  folders) and `my_clip.wav`, which the README expects the reader to have, are made first: synthetic recordings
-  from heart_nb and one BMD-HS recording.
+- the README's data folders `../shared/data/...` (BMD-HS, PhysioNet 2016) are this checkout's (absolute paths);
+  `my_dataset/` (class folders) and `my_clip.wav`, which the README expects the reader to have, are made first:
+  synthetic recordings from heart_nb and one BMD-HS recording.
 
     python .ci/readme_check.py [OUT_DIR]      exit 0 when every command ran; the log is OUT_DIR/readme_check.log
 """
-import os, re, shlex, subprocess, sys, tempfile, time
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = (ROOT.parent / "shared" / "data" / "bmd-hs").resolve()
 
+
 def blocks(text: str, lang: str) -> list[str]:
     "The bodies of the fenced blocks of `lang` in `text`, in order."
     return re.findall(rf"^```{lang}\n(.*?)^```", text, flags=re.M | re.S)
 
+
 def adapt_sh(line: str) -> tuple[str, str]:
     "One README shell line as this check runs it, and what was changed (empty when nothing)."
     code = line.split("  #")[0].rstrip()
-    if code.strip() == "bash .ci/run": return "", "skipped: this check runs inside .ci/run"
-    if re.search(r"\bheart-nb (demo|train)\b", code): return code + " --epochs 1", "budget: --epochs 1"
-    if "jax[cuda12]" in code: return code.replace("jax[cuda12]", "jax[cpu]"), "jax[cpu]: no GPU here"
+    if code.strip() == "bash .ci/run":
+        return "", "skipped: this check runs inside .ci/run"
+    if re.search(r"\bheart-nb (demo|train)\b", code):
+        return code + " --epochs 1", "budget: --epochs 1"
+    if "jax[cuda12]" in code:
+        return code.replace("jax[cuda12]", "jax[cpu]"), "jax[cpu]: no GPU here"
     if re.search(r"\bjupyter lab\b", code):
         root = " --allow-root" if os.geteuid() == 0 else ""
         return f"lab_check {shlex.quote(code + root)}", "started in the background, its URL fetched, stopped"
     return line, ""
 
-LAB_CHECK = r'''
+
+LAB_CHECK = r"""
 lab_check() {  # lab_check COMMAND: start JupyterLab, wait for its URL, fetch it, stop it
   set +e; local log; log=$(mktemp); bash -c "$1" > "$log" 2>&1 & local pid=$!
   local url=""; for _ in $(seq 120); do url=$(grep -o 'http://127\.0\.0\.1:[0-9]*/lab?token=[0-9a-f]*' "$log" | head -1)
@@ -47,9 +60,9 @@ lab_check() {  # lab_check COMMAND: start JupyterLab, wait for its URL, fetch it
   [ "$code" = 200 ] || { echo "jupyter lab: no page (url ${url:-none}, status $code)"; tail -5 "$log"; return 1; }
   echo "jupyter lab answered 200 at ${url%%\?*}"; set -e
 }
-'''
+"""
 
-FIXTURES = r'''
+FIXTURES = r"""
 from pathlib import Path
 import shutil, sys
 import numpy as np, soundfile as sf
@@ -59,13 +72,16 @@ for label, folder in [("AS", "AS"), ("N", "normal")]:
     for i in range(3):
         sf.write(f"my_dataset/{folder}/{folder}_{i}.wav", synth_heart_sound(label, duration_s=6.0, seed=i), 4000)
 shutil.copy(Path(sys.argv[1]) / "audio" / "MR_002_sit_Mit.wav", "my_clip.wav")
-'''
+"""
+
 
 def main() -> int:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / ".ci" / "out").resolve()
     out.mkdir(parents=True, exist_ok=True)
     log = out / "readme_check.log"
-    if not DATA.is_dir(): print(f"readme_check: {DATA} not found: the README's BMD-HS commands need it"); return 1
+    if not DATA.is_dir():
+        print(f"readme_check: {DATA} not found: the README's BMD-HS commands need it")
+        return 1
     readme = (ROOT / "README.md").read_text()
     tmp = Path(tempfile.mkdtemp(prefix="heart_nb_readme."))
     clone = tmp / "heart_nb"
@@ -73,9 +89,11 @@ def main() -> int:
     script = ["set -eo pipefail", LAB_CHECK]
     for b in blocks(readme, "sh"):
         for line in b.splitlines():
-            run, why = adapt_sh(line.replace("../shared/data/bmd-hs", str(DATA)))
-            if why: print(f"readme_check: {line.strip()[:90]}  ->  {why}")
-            if not run.strip(): continue
+            run, why = adapt_sh(line.replace("../shared/data/", str(DATA.parent) + "/"))
+            if why:
+                print(f"readme_check: {line.strip()[:90]}  ->  {why}")
+            if not run.strip():
+                continue
             script += [f"echo {shlex.quote('$ ' + line.strip())}", run]
             if line.lstrip().startswith("python3.11 -m venv"):
                 script.append(f".venv/bin/python - {shlex.quote(str(DATA))} <<'EOF'\n{FIXTURES}EOF")
@@ -90,13 +108,23 @@ def main() -> int:
         sh = subprocess.run(["bash", "-c", "\n".join(script)], cwd=clone, env=env, stdout=f, stderr=subprocess.STDOUT)
         ok = sh.returncode == 0
         if ok:
-            f.write("$ .venv/bin/python <README's python blocks>\n"); f.flush()
-            ok = subprocess.run([str(clone / ".venv/bin/python"), "-c", py], cwd=clone, env=env, stdout=f,
-                                stderr=subprocess.STDOUT).returncode == 0
-    if not ok: print(log.read_text()[-4000:])
-    print(f"readme_check: README.md's commands {'ran' if ok else 'FAILED'} in a fresh clone "
-          f"({time.time() - t0:.0f} s); log {log}")
+            f.write("$ .venv/bin/python <README's python blocks>\n")
+            f.flush()
+            ok = (
+                subprocess.run(
+                    [str(clone / ".venv/bin/python"), "-c", py], cwd=clone, env=env, stdout=f, stderr=subprocess.STDOUT
+                ).returncode
+                == 0
+            )
+    if not ok:
+        print(log.read_text()[-4000:])
+    print(
+        f"readme_check: README.md's commands {'ran' if ok else 'FAILED'} in a fresh clone "
+        f"({time.time() - t0:.0f} s); log {log}"
+    )
     subprocess.run(["rm", "-rf", str(tmp)])
     return 0 if ok else 1
 
-if __name__ == "__main__": sys.exit(main())
+
+if __name__ == "__main__":
+    sys.exit(main())

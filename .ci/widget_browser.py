@@ -8,14 +8,24 @@ its verdict line and its figure are in the rendered page. Keeps a screenshot: OU
 
     python .ci/widget_browser.py [OUT_DIR]        (exit 0: rendered; 1: not)
 """
-import json, re, shutil, subprocess, sys, tarfile, tempfile
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
 from pathlib import Path
+
 sys.path.insert(0, str(Path(__file__).parent))
 from browser import browse, find_chromium, serve  # noqa: E402
 
-CDN = {"https://cdnjs.cloudflare.com/ajax/libs/require.js/2.1.10/require.min.js": "require.js",
-       "https://unpkg.com/@jupyter-widgets/html-manager@*/dist/embed-amd.js": "embed-amd.js"}
-NOTEBOOK = [                       # the first cell's output (TensorFlow's start-up lines) is removed from the page
+CDN = {
+    "https://cdnjs.cloudflare.com/ajax/libs/require.js/2.1.10/require.min.js": "require.js",
+    "https://unpkg.com/@jupyter-widgets/html-manager@*/dist/embed-amd.js": "embed-amd.js",
+}
+NOTEBOOK = [  # the first cell's output (TensorFlow's start-up lines) is removed from the page
     "import os\nos.environ['TF_CPP_MIN_LOG_LEVEL'] = '2'\nfrom pathlib import Path\nimport numpy as np\n"
     "from heart_nb.synthetic import synthetic_manifest, tiny_config\nfrom heart_nb.training import train\n"
     "from heart_nb.prediction import prediction_panel\n"
@@ -25,66 +35,138 @@ NOTEBOOK = [                       # the first cell's output (TensorFlow's start
     "prediction_panel(run, ds.audio_dir)",
 ]
 
+
 def fail(msg: str) -> None:
-    print(f"widget_browser: FAIL: {msg}"); sys.exit(1)
+    print(f"widget_browser: FAIL: {msg}")
+    sys.exit(1)
+
 
 def widget_manager(cache: Path) -> dict[str, Path]:
     "Local copies of require.js and the html-manager's embed-amd.js (npm pack, once)."
     files = {"require.js": cache / "require.js", "embed-amd.js": cache / "embed-amd.js", "fonts": cache / "dist"}
-    if all(f.exists() for f in files.values()): return files
+    if all(f.exists() for f in files.values()):
+        return files
     cache.mkdir(parents=True, exist_ok=True)
-    if not shutil.which("npm"): fail("npm not found: it fetches the widget manager (apt install npm)")
-    r = subprocess.run(["npm", "pack", "@jupyter-widgets/html-manager@1", "requirejs@2"], cwd=cache, capture_output=True, text=True)
-    if r.returncode: fail(f"npm pack failed: {r.stderr.strip()[-300:]}")
-    for tgz, member, dest in (("jupyter-widgets-html-manager-*.tgz", "package/dist/embed-amd.js", "embed-amd.js"),
-                              ("requirejs-*.tgz", "package/require.js", "require.js")):
-        with tarfile.open(next(cache.glob(tgz))) as t: (cache / dest).write_bytes(t.extractfile(member).read())
-    with tarfile.open(next(cache.glob("jupyter-widgets-html-manager-*.tgz"))) as t:     # the icon fonts it asks for
+    if not shutil.which("npm"):
+        fail("npm not found: it fetches the widget manager (apt install npm)")
+    r = subprocess.run(
+        ["npm", "pack", "@jupyter-widgets/html-manager@1", "requirejs@2"], cwd=cache, capture_output=True, text=True
+    )
+    if r.returncode:
+        fail(f"npm pack failed: {r.stderr.strip()[-300:]}")
+    for tgz, member, dest in (
+        ("jupyter-widgets-html-manager-*.tgz", "package/dist/embed-amd.js", "embed-amd.js"),
+        ("requirejs-*.tgz", "package/require.js", "require.js"),
+    ):
+        with tarfile.open(next(cache.glob(tgz))) as t:
+            (cache / dest).write_bytes(t.extractfile(member).read())
+    with tarfile.open(next(cache.glob("jupyter-widgets-html-manager-*.tgz"))) as t:  # the icon fonts it asks for
         for m in t.getmembers():
-            if m.isfile() and m.name.startswith("package/dist/") and m.name.rsplit(".", 1)[-1] in ("woff", "woff2", "ttf", "eot", "svg"):
-                (cache / "dist").mkdir(exist_ok=True); (cache / "dist" / Path(m.name).name).write_bytes(t.extractfile(m).read())
+            if (
+                m.isfile()
+                and m.name.startswith("package/dist/")
+                and m.name.rsplit(".", 1)[-1] in ("woff", "woff2", "ttf", "eot", "svg")
+            ):
+                (cache / "dist").mkdir(exist_ok=True)
+                (cache / "dist" / Path(m.name).name).write_bytes(t.extractfile(m).read())
     return files
 
+
 def main() -> None:
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else ".ci/out").resolve(); out.mkdir(parents=True, exist_ok=True)
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else ".ci/out").resolve()
+    out.mkdir(parents=True, exist_ok=True)
     chromium = find_chromium()
-    if chromium is None: fail("chromium not found (apt install chromium; .ci/run installs it)")
+    if chromium is None:
+        fail("chromium not found (apt install chromium; .ci/run installs it)")
     work = Path(tempfile.mkdtemp(prefix="heart_nb_widget_"))
-    nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "outputs": [], "source": s,
-                     "metadata": {"tags": ["remove_output"] if i == 0 else []}} for i, s in enumerate(NOTEBOOK)],
-          "metadata": {"kernelspec": {"display_name": "python3", "language": "python", "name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}
+    nb = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": f"c{i}",
+                "outputs": [],
+                "source": s,
+                "metadata": {"tags": ["remove_output"] if i == 0 else []},
+            }
+            for i, s in enumerate(NOTEBOOK)
+        ],
+        "metadata": {"kernelspec": {"display_name": "python3", "language": "python", "name": "python3"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
     (work / "panel.ipynb").write_text(json.dumps(nb))
     jup = [sys.executable, "-m", "jupyter", "nbconvert"]
-    r = subprocess.run([*jup, "--to", "notebook", "--execute", "panel.ipynb", "--output", "panel_run.ipynb",
-                        "--ExecutePreprocessor.store_widget_state=True", "--ExecutePreprocessor.timeout=600"],
-                       cwd=work, capture_output=True, text=True)
-    if r.returncode: fail(f"nbconvert --execute failed: {r.stderr.strip()[-800:]}")
-    r = subprocess.run([*jup, "--to", "html", "panel_run.ipynb", "--output", "panel", "--no-input",
-                        "--TagRemovePreprocessor.enabled=True", "--TagRemovePreprocessor.remove_all_outputs_tags=remove_output"],
-                       cwd=work, capture_output=True, text=True)
-    if r.returncode: fail(f"nbconvert --to html failed: {r.stderr.strip()[-800:]}")
+    r = subprocess.run(
+        [
+            *jup,
+            "--to",
+            "notebook",
+            "--execute",
+            "panel.ipynb",
+            "--output",
+            "panel_run.ipynb",
+            "--ExecutePreprocessor.store_widget_state=True",
+            "--ExecutePreprocessor.timeout=600",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode:
+        fail(f"nbconvert --execute failed: {r.stderr.strip()[-800:]}")
+    r = subprocess.run(
+        [
+            *jup,
+            "--to",
+            "html",
+            "panel_run.ipynb",
+            "--output",
+            "panel",
+            "--no-input",
+            "--TagRemovePreprocessor.enabled=True",
+            "--TagRemovePreprocessor.remove_all_outputs_tags=remove_output",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode:
+        fail(f"nbconvert --to html failed: {r.stderr.strip()[-800:]}")
     html = (work / "panel.html").read_text()
-    if "application/vnd.jupyter.widget-state+json" not in html: fail("no widget state stored in the HTML")
+    if "application/vnd.jupyter.widget-state+json" not in html:
+        fail("no widget state stored in the HTML")
     for url, name in CDN.items():
-        if url not in html: fail(f"the HTML no longer loads {url}: update CDN in this script")
+        if url not in html:
+            fail(f"the HTML no longer loads {url}: update CDN in this script")
         html = html.replace(url, name)
     (work / "panel.html").write_text(html)
     wm = widget_manager(Path.home() / ".cache" / "heart_nb" / "npm")
-    shutil.copy(wm["require.js"], work); shutil.copy(wm["embed-amd.js"], work)
+    shutil.copy(wm["require.js"], work)
+    shutil.copy(wm["embed-amd.js"], work)
     shutil.copytree(wm["fonts"], work / "@jupyter-widgets" / "html-manager" / "dist")
     with serve(work) as base:
         url = f"{base}/panel.html"
         dom = browse(chromium, url, "--dump-dom")
         browse(chromium, url, "--window-size=1100,1000", f"--screenshot={out / 'panel.png'}")
     (out / "panel_dom.html").write_text(dom)
-    panel = dom[dom.find("widget-vbox"):]
-    checks = {"the run and recording choosers": panel.count("widget-dropdown") >= 2,
-              "the upload button": "widget-upload" in panel,
-              "the verdict line": bool(re.search(r"<b>prediction:</b>.*heart rate.*quality", panel)),
-              "the figure": bool(re.search(r'<img[^>]+src="data:image/png;base64,[A-Za-z0-9+/]{1000}', panel)),
-              "a screenshot": (out / "panel.png").exists() and (out / "panel.png").stat().st_size > 10_000}
+    panel = dom[dom.find("widget-vbox") :]
+    checks = {
+        "the run and recording choosers": panel.count("widget-dropdown") >= 2,
+        "the upload button": "widget-upload" in panel,
+        "the verdict line": bool(re.search(r"<b>prediction:</b>.*heart rate.*quality", panel)),
+        "the figure": bool(re.search(r'<img[^>]+src="data:image/png;base64,[A-Za-z0-9+/]{1000}', panel)),
+        "a screenshot": (out / "panel.png").exists() and (out / "panel.png").stat().st_size > 10_000,
+    }
     missing = [k for k, ok in checks.items() if not ok]
-    if missing: fail(f"not rendered: {', '.join(missing)} (DOM in {out / 'panel_dom.html'})")
-    print(f"widget_browser: the panel rendered offline in {Path(chromium).name}: " + ", ".join(checks) + f"; {out / 'panel.png'}")
+    if missing:
+        fail(f"not rendered: {', '.join(missing)} (DOM in {out / 'panel_dom.html'})")
+    print(
+        f"widget_browser: the panel rendered offline in {Path(chromium).name}: "
+        + ", ".join(checks)
+        + f"; {out / 'panel.png'}"
+    )
 
-if __name__ == "__main__": main()
+
+if __name__ == "__main__":
+    main()

@@ -11,85 +11,164 @@ resamples of patients.
 
     python bench/explain.py [--work bench/_accuracy] [--results bench/results]
 """
-import argparse, json, os, sys, time, warnings
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
 from pathlib import Path
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).parent))
 from accuracy import machine, md  # noqa: E402
 
 LES = {"AS": "systole", "MR": "systole", "AR": "diastole", "MS": "diastole"}
 
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", default="bench/_accuracy"); ap.add_argument("--results", default="bench/results")
+    ap.add_argument("--work", default="bench/_accuracy")
+    ap.add_argument("--results", default="bench/results")
     ap.add_argument("--limit", type=int, default=None, help="recordings per fold (a quick look)")
     a = ap.parse_args()
-    import numpy as np, pandas as pd
-    import matplotlib; matplotlib.use("Agg"); import matplotlib.pyplot as plt
+    import matplotlib
+    import numpy as np
+    import pandas as pd
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     from heart_nb.core import HeartConfig, HeartError
     from heart_nb.crossval import load_cv, load_fold
     from heart_nb.cycle import read_recording
     from heart_nb.features import recording_log_mel
     from heart_nb.models import attention_weights, grad_cam
     from heart_nb.prediction import _to_time
-    t0 = time.time(); rows = []
+
+    t0 = time.time()
+    rows = []
     for kind in ("cnn", "crnn"):
         d = Path(a.work) / f"multilabel_{kind}"
         res = load_cv(d)
         cfg = HeartConfig(**json.loads((d / "cv.json").read_text())["config"])
         for f in res.folds:
-            k = f["fold"]; m = load_fold(d, k)
+            k = f["fold"]
+            m = load_fold(d, k)
             test = res.predictions[(res.predictions.fold == k) & (res.predictions.role == "test")]
             test = test[test[[f"y_{c}" for c in LES]].sum(axis=1) > 0]
             for _, r in test.head(a.limit or len(test)).iterrows():
-                try: y, q = read_recording(r.path, cfg)
-                except HeartError as e: warnings.warn(str(e)); continue
+                try:
+                    y, q = read_recording(r.path, cfg)
+                except HeartError as e:
+                    warnings.warn(str(e))
+                    continue
                 hc = q.cycle
-                if hc is None or len(hc.s1) < 2: continue
+                if hc is None or len(hc.s1) < 2:
+                    continue
                 X = m.standardiser(recording_log_mel(y, cfg)[0])
-                dur = len(y) / cfg.sr; grid = np.arange(0, dur, 0.02); phase = hc.phase(grid); known = phase != ""
+                dur = len(y) / cfg.sr
+                grid = np.arange(0, dur, 0.02)
+                phase = hc.phase(grid)
+                known = phase != ""
                 starts = np.arange(len(X)) * cfg.window_hop_s
-                att = _to_time(attention_weights(m.model, X), starts, cfg.window_s, dur, grid) if kind == "crnn" else None
+                att = (
+                    _to_time(attention_weights(m.model, X), starts, cfg.window_s, dur, grid) if kind == "crnn" else None
+                )
                 for c, want in LES.items():
-                    if r[f"y_{c}"] != 1: continue
-                    ex = att if att is not None else _to_time(grad_cam(m.model, X, res.classes.index(c)), starts, cfg.window_s, dur, grid)
+                    if r[f"y_{c}"] != 1:
+                        continue
+                    ex = (
+                        att
+                        if att is not None
+                        else _to_time(grad_cam(m.model, X, res.classes.index(c)), starts, cfg.window_s, dur, grid)
+                    )
                     ok = known & np.isfinite(ex)
-                    if ex[ok].sum() <= 0: continue
-                    rows.append({"model": kind, "explanation": "attention" if kind == "crnn" else "grad-cam", "fold": k,
-                                 "path": Path(r.path).name, "patient_id": r.patient_id, "lesion": c, "phase": want,
-                                 "quality": q.verdict.split(":")[0], "share": float(ex[ok & (phase == want)].sum() / ex[ok].sum()),
-                                 "chance": float((phase[ok] == want).mean())})
+                    if ex[ok].sum() <= 0:
+                        continue
+                    rows.append(
+                        {
+                            "model": kind,
+                            "explanation": "attention" if kind == "crnn" else "grad-cam",
+                            "fold": k,
+                            "path": Path(r.path).name,
+                            "patient_id": r.patient_id,
+                            "lesion": c,
+                            "phase": want,
+                            "quality": q.verdict.split(":")[0],
+                            "share": float(ex[ok & (phase == want)].sum() / ex[ok].sum()),
+                            "chance": float((phase[ok] == want).mean()),
+                        }
+                    )
             print(f"{kind} fold {k}: {len(rows)} rows, {time.time() - t0:.0f} s", flush=True)
-    df = pd.DataFrame(rows); df["excess"] = df.share - df.chance
-    rng = np.random.default_rng(0); summ = []
+    df = pd.DataFrame(rows)
+    df["excess"] = df.share - df.chance
+    rng = np.random.default_rng(0)
+    summ = []
     for (mod, les), g in df.groupby(["model", "lesion"], sort=False):
-        pats = g.patient_id.unique(); by = {p: g[g.patient_id == p].excess.to_numpy() for p in pats}
+        pats = g.patient_id.unique()
+        by = {p: g[g.patient_id == p].excess.to_numpy() for p in pats}
         boots = [np.concatenate([by[p] for p in rng.choice(pats, len(pats))]).mean() for _ in range(1000)]
-        summ.append({"model": mod, "explanation": g.explanation.iloc[0], "lesion": les, "phase": LES[les], "recordings": len(g),
-                     "patients": len(pats), "share": round(g.share.mean(), 3), "chance": round(g.chance.mean(), 3),
-                     "excess": round(g.excess.mean(), 3), "ci_low": round(float(np.percentile(boots, 2.5)), 3),
-                     "ci_high": round(float(np.percentile(boots, 97.5)), 3), "above_chance": round(float((g.excess > 0).mean()), 3)})
+        summ.append(
+            {
+                "model": mod,
+                "explanation": g.explanation.iloc[0],
+                "lesion": les,
+                "phase": LES[les],
+                "recordings": len(g),
+                "patients": len(pats),
+                "share": round(g.share.mean(), 3),
+                "chance": round(g.chance.mean(), 3),
+                "excess": round(g.excess.mean(), 3),
+                "ci_low": round(float(np.percentile(boots, 2.5)), 3),
+                "ci_high": round(float(np.percentile(boots, 97.5)), 3),
+                "above_chance": round(float((g.excess > 0).mean()), 3),
+            }
+        )
     s = pd.DataFrame(summ)
-    out = Path(a.results); out.mkdir(parents=True, exist_ok=True)
+    out = Path(a.results)
+    out.mkdir(parents=True, exist_ok=True)
     s.to_json(out / "explain.json", orient="records", indent=1)
     fig, axs = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, mod in zip(axs, ("cnn", "crnn")):
-        g = s[s.model == mod]; x = np.arange(len(g))
+        g = s[s.model == mod]
+        x = np.arange(len(g))
         ax.bar(x - 0.2, g.share, 0.4, label="explanation mass in the phase", color="C3")
         ax.bar(x + 0.2, g.chance, 0.4, label="chance: the phase's share of time", color="0.7")
-        ax.errorbar(x - 0.2, g.share, yerr=[g.excess - g.ci_low, g.ci_high - g.excess], fmt="none", color="k", capsize=3)
+        ax.errorbar(
+            x - 0.2, g.share, yerr=[g.excess - g.ci_low, g.ci_high - g.excess], fmt="none", color="k", capsize=3
+        )
         ax.set_xticks(x, [f"{r.lesion} ({r.phase})\nn={r.recordings}" for r in g.itertuples()])
-        ax.set_title(f"{mod.upper()} {g.explanation.iloc[0]}", fontsize=10); ax.set_ylim(0, 1)
-    axs[0].set_ylabel("share"); axs[0].legend(fontsize=8, loc="upper left")
-    fig.suptitle(f"Where the evidence is: BMD-HS, patient-wise 5-fold CV, test recordings of lesion patients "
-                 f"({df.patient_id.nunique()} patients)", fontsize=10)
-    fig.tight_layout(); fig.savefig(out / "explain.png", dpi=110)
-    txt = ["# Explanations against the heart cycle (BMD-HS)", "", __doc__.split("\n\n    python")[0].strip(), "",
-           f"Machine: {machine()}. {time.time() - t0:.0f} s.", "", md(s), "",
-           "`share`: mean explanation mass in the lesion's phase; `chance`: mean share of time in that phase; "
-           "`excess` = share - chance with its 95 % CI (patients bootstrapped); `above_chance`: share of recordings "
-           "whose mass in the phase exceeds chance.", "", "![](explain.png)"]
+        ax.set_title(f"{mod.upper()} {g.explanation.iloc[0]}", fontsize=10)
+        ax.set_ylim(0, 1)
+    axs[0].set_ylabel("share")
+    axs[0].legend(fontsize=8, loc="upper left")
+    fig.suptitle(
+        f"Where the evidence is: BMD-HS, patient-wise 5-fold CV, test recordings of lesion patients "
+        f"({df.patient_id.nunique()} patients)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(out / "explain.png", dpi=110)
+    txt = [
+        "# Explanations against the heart cycle (BMD-HS)",
+        "",
+        __doc__.split("\n\n    python")[0].strip(),
+        "",
+        f"Machine: {machine()}. {time.time() - t0:.0f} s.",
+        "",
+        md(s),
+        "",
+        "`share`: mean explanation mass in the lesion's phase; `chance`: mean share of time in that phase; "
+        "`excess` = share - chance with its 95 % CI (patients bootstrapped); `above_chance`: share of recordings "
+        "whose mass in the phase exceeds chance.",
+        "",
+        "![](explain.png)",
+    ]
     (out / "explain.md").write_text("\n".join(txt) + "\n")
     print(md(s))
 
-if __name__ == "__main__": main()
+
+if __name__ == "__main__":
+    main()

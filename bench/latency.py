@@ -22,43 +22,72 @@ the same rows: the script checks it (predictions equal, probabilities within 2e-
     python bench/latency.py --run DIR --batch ../shared/data/physionet2016/audio [--limit N]
     python bench/latency.py | tee bench/results/latency.txt          # the figures kept in the repository
 """
-import argparse, json, os, shutil, statistics, sys, time
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
 from pathlib import Path
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).parent))
 from accuracy import machine  # noqa: E402
 
+
 def fold_run(work: Path, out: Path) -> Path:
     "A run folder made of fold 0's members of the shipped model (SHIPPED) of the cross-validations in `work`."
     import pandas as pd
+
     cv = json.loads((work / "multilabel_cnn" / "cv.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
     from heart_nb.core import SHIPPED
+
     kinds = SHIPPED.split("+")
     for kind in kinds:
         src, dst = work / f"multilabel_{kind}" / "fold_0", out / "members" / kind
         dst.mkdir(parents=True, exist_ok=True)
         for f in ("baseline.npz", "baseline.json", "model.keras", "standardiser.npz"):
-            if (src / f).exists(): shutil.copy2(src / f, dst / f)
+            if (src / f).exists():
+                shutil.copy2(src / f, dst / f)
     (out / "config.json").write_text(json.dumps(cv["config"], indent=1))
-    (out / "run.json").write_text(json.dumps({"model": SHIPPED, "members": {k: {} for k in kinds},
-                                              "task": cv["task"], "classes": cv["classes"], "data_note": "",
-                                              "note": "fold 0 of bench/accuracy.py's cross-validation, for timing"}, indent=1))
-    pd.DataFrame(columns=["path", "patient_id", "site", "posture", "label", "split"]).to_csv(out / "split.csv", index=False)
+    (out / "run.json").write_text(
+        json.dumps(
+            {
+                "model": SHIPPED,
+                "members": {k: {} for k in kinds},
+                "task": cv["task"],
+                "classes": cv["classes"],
+                "data_note": "",
+                "note": "fold 0 of bench/accuracy.py's cross-validation, for timing",
+            },
+            indent=1,
+        )
+    )
+    pd.DataFrame(columns=["path", "patient_id", "site", "posture", "label", "split"]).to_csv(
+        out / "split.csv", index=False
+    )
     return out
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", default=None); ap.add_argument("--work", default="bench/_accuracy")
-    ap.add_argument("--file", default=None); ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--run", default=None)
+    ap.add_argument("--work", default="bench/_accuracy")
+    ap.add_argument("--file", default=None)
+    ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--batch", default=None, metavar="DIR", help="also time a batch over the audio files under DIR")
     ap.add_argument("--limit", type=int, default=None, help="with --batch: the first N files only")
     a = ap.parse_args()
     import numpy as np
+
     from heart_nb.core import find_bmdhs
-    from heart_nb.features import recording_log_mel
     from heart_nb.cycle import read_recording
+    from heart_nb.features import recording_log_mel
     from heart_nb.prediction import Predictor, export_model
+
     run = Path(a.run) if a.run else fold_run(Path(a.work), Path("bench/_latency_run"))
     f = Path(a.file) if a.file else find_bmdhs() / "audio" / "MR_002_sit_Mit.wav"
     export_model(run, "onnx")
@@ -67,59 +96,94 @@ def main():
     X = recording_log_mel(y, keras_p.run.cfg)[0]
     nets = [m for m in keras_p.run.members if m.kind != "baseline"]
     Xs = [m.standardiser(X) for m in nets]
+
     def bare():
-        for m, x in zip(nets, Xs): m.model.predict(x, batch_size=256, verbose=0)
+        for m, x in zip(nets, Xs):
+            m.model.predict(x, batch_size=256, verbose=0)
+
     jobs = {"keras": lambda: keras_p.predict(f), "onnx": lambda: onnx_p.predict(f), "model": bare}
     times = {k: [] for k in jobs}
-    for k, fn in jobs.items(): fn(); fn()                                   # warm-up
-    for _ in range(a.repeats):                                              # interleaved: drift hits all alike
+    for k, fn in jobs.items():
+        fn()
+        fn()  # warm-up
+    for _ in range(a.repeats):  # interleaved: drift hits all alike
         for k, fn in jobs.items():
-            t = time.perf_counter(); fn(); times[k].append(1000 * (time.perf_counter() - t))
+            t = time.perf_counter()
+            fn()
+            times[k].append(1000 * (time.perf_counter() - t))
     ms = {k: statistics.median(v) for k, v in times.items()}
-    d = float(np.abs(keras_p.analyse(f).window_probs - onnx_p.analyse(f).window_probs).max())   # unrounded, per window
-    print(f"# bench/latency.py: {f.name} ({len(y) / keras_p.run.cfg.sr:.0f} s, {len(X)} windows), run {run} "
-          f"({'+'.join(m.kind for m in keras_p.run.members)}); {machine()}; median of {a.repeats}, one process, warm")
+    d = float(np.abs(keras_p.analyse(f).window_probs - onnx_p.analyse(f).window_probs).max())  # unrounded, per window
+    print(
+        f"# bench/latency.py: {f.name} ({len(y) / keras_p.run.cfg.sr:.0f} s, {len(X)} windows), run {run} "
+        f"({'+'.join(m.kind for m in keras_p.run.members)}); {machine()}; median of {a.repeats}, one process, warm"
+    )
     print(f"{'':52s} {'median ms':>10s} {'min':>7s} {'max':>7s}")
-    for k, name in (("keras", "keras: predict(path), end to end"), ("onnx", "onnx: predict(path, engine='onnx'), end to end"),
-                    ("model", "model: the bare Keras calls on the same windows")):
+    for k, name in (
+        ("keras", "keras: predict(path), end to end"),
+        ("onnx", "onnx: predict(path, engine='onnx'), end to end"),
+        ("model", "model: the bare Keras calls on the same windows"),
+    ):
         print(f"{name:52s} {ms[k]:10.1f} {min(times[k]):7.1f} {max(times[k]):7.1f}")
     print(f"max |delta p| keras vs onnx: {d:.1e}; targets: onnx_ratio <= 0.5, overhead_ratio <= 1")
-    figures = {"keras_ms": round(ms["keras"], 2), "onnx_ms": round(ms["onnx"], 2), "model_ms": round(ms["model"], 2),
-               "onnx_ratio": round(ms["onnx"] / ms["keras"], 3),
-               "overhead_ratio": round((ms["keras"] - ms["model"]) / ms["model"], 3)}
-    if a.batch: figures |= batch(Path(a.batch), a.limit, {"": keras_p, "onnx_": onnx_p})
+    figures = {
+        "keras_ms": round(ms["keras"], 2),
+        "onnx_ms": round(ms["onnx"], 2),
+        "model_ms": round(ms["model"], 2),
+        "onnx_ratio": round(ms["onnx"] / ms["keras"], 3),
+        "overhead_ratio": round((ms["keras"] - ms["model"]) / ms["model"], 3),
+    }
+    if a.batch:
+        figures |= batch(Path(a.batch), a.limit, {"": keras_p, "onnx_": onnx_p})
     print(json.dumps(figures))
+
 
 def batch(folder: Path, limit: int | None, predictors: dict) -> dict:
     "Files per second one at a time and as a batch, for each predictor, in this process; the rows must agree."
     import numpy as np
+
     from heart_nb.core import HeartError
     from heart_nb.prediction import audio_files
+
     files = audio_files(folder)[:limit]
+
     def one_at_a_time(pred):
         rows = []
         for p in files:
-            try: rows.append(pred.predict(p))
-            except HeartError as e: rows.append({"path": str(p), "error": str(e)})
+            try:
+                rows.append(pred.predict(p))
+            except HeartError as e:
+                rows.append({"path": str(p), "error": str(e)})
         return rows
+
     out = {}
     print(f"# batch: {len(files)} files under {folder}; one process, {os.cpu_count()} cores")
     for tag, pred in predictors.items():
-        pred.predict_many(files[:16])                                          # workers and graphs warm
-        t = time.perf_counter(); many = pred.predict_many(files); t_batch = time.perf_counter() - t
-        t = time.perf_counter(); single = one_at_a_time(pred); t_single = time.perf_counter() - t
+        pred.predict_many(files[:16])  # workers and graphs warm
+        t = time.perf_counter()
+        many = pred.predict_many(files)
+        t_batch = time.perf_counter() - t
+        t = time.perf_counter()
+        single = one_at_a_time(pred)
+        t_single = time.perf_counter() - t
         for b, s in zip(many, single):
             assert bool(b["error"]) == bool(s.get("error")), (b, s)
-            if b["error"]: continue
+            if b["error"]:
+                continue
             assert b["prediction"] == s["prediction"], (b, s)
             assert np.allclose(list(b["probabilities"].values()), list(s["probabilities"].values()), atol=2e-4), (b, s)
         name = tag.rstrip("_") or "keras"
-        print(f"{name:6s} one at a time {len(files) / t_single:7.1f} files/s ({t_single:.0f} s); batch "
-              f"{len(files) / t_batch:7.1f} files/s ({t_batch:.0f} s); speed-up {t_single / t_batch:.2f}; "
-              f"{sum(bool(r['error']) for r in many)} error rows")
-        out |= {f"{tag}single_files_per_s": round(len(files) / t_single, 2),
-                f"{tag}batch_files_per_s": round(len(files) / t_batch, 2),
-                f"{tag}batch_speedup": round(t_single / t_batch, 3)}
+        print(
+            f"{name:6s} one at a time {len(files) / t_single:7.1f} files/s ({t_single:.0f} s); batch "
+            f"{len(files) / t_batch:7.1f} files/s ({t_batch:.0f} s); speed-up {t_single / t_batch:.2f}; "
+            f"{sum(bool(r['error']) for r in many)} error rows"
+        )
+        out |= {
+            f"{tag}single_files_per_s": round(len(files) / t_single, 2),
+            f"{tag}batch_files_per_s": round(len(files) / t_batch, 2),
+            f"{tag}batch_speedup": round(t_single / t_batch, 3),
+        }
     return out
 
-if __name__ == "__main__": main()
+
+if __name__ == "__main__":
+    main()

@@ -20,22 +20,31 @@ mean over the 5 folds; 95 % CI of the difference to the plain mean from 300 pair
 
     python bench/patients.py [--cv DIR ...] [--data ../shared/data/bmd-hs] [--results bench/results]
 """
-import argparse, os, sys, warnings
+
+import argparse
+import os
+import sys
+import warnings
 from pathlib import Path
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).parent))
 from accuracy import md  # noqa: E402
 
 LES = ["AS", "AR", "MR", "MS"]
 
+
 def logit(p):
     import numpy as np
+
     p = np.clip(p, 1e-4, 1 - 1e-4)
     return np.log(p / (1 - p))
 
+
 def patient_table(res, sites):
     "One row per (fold, patient): targets, plain mean, log-odds mean, max, and per-site log-odds of every class."
-    import numpy as np, pandas as pd
+    import pandas as pd
+
     d = res.predictions[res.predictions.role == "test"]
     rows = []
     for (f, pid), g in d.groupby(["fold", "patient_id"], sort=False):
@@ -49,13 +58,16 @@ def patient_table(res, sites):
         rows.append(r)
     return pd.DataFrame(rows)
 
+
 def cross_fit(P, cols_of, classes, Cs=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0)):
     "Cross-fitted logistic-regression outputs (n, k): fold k scored by a model of the other folds, C by inner CV."
     import numpy as np
     from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
     from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     from heart_nb.metrics import auroc
+
     out = np.zeros((len(P), len(classes)))
     fit = lambda C, X, y: make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000)).fit(X, y)
     for k in sorted(P.fold.unique()):
@@ -63,23 +75,31 @@ def cross_fit(P, cols_of, classes, Cs=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0)):
         for j, c in enumerate(classes):
             X, y = P[cols_of(c)].to_numpy(float), P[f"y_{c}"].to_numpy()
             inner = P.fold[tr].to_numpy()
+
             def score(C):
                 s = []
                 for m in np.unique(inner):
                     a, b = inner != m, inner == m
-                    if len(np.unique(y[tr][a])) < 2: continue
+                    if len(np.unique(y[tr][a])) < 2:
+                        continue
                     s.append(auroc(y[tr][b], fit(C, X[tr][a], y[tr][a]).predict_proba(X[tr][b])[:, 1]))
                 return np.nanmean(s)
+
             best = max(Cs, key=score)
             out[te, j] = fit(best, X[tr], y[tr]).predict_proba(X[te])[:, 1]
     return out
 
+
 def fold_scores(P, S, classes, idx=None):
     "Lesion macro-AUROC and macro-F1 per fold (F1 thresholds from the other folds' outputs)."
     import numpy as np
+
     from heart_nb.metrics import auroc, best_thresholds
+
     idx = np.arange(len(P)) if idx is None else idx
-    Y = P[[f"y_{c}" for c in classes]].to_numpy()[idx]; S = S[idx]; f = P.fold.to_numpy()[idx]
+    Y = P[[f"y_{c}" for c in classes]].to_numpy()[idx]
+    S = S[idx]
+    f = P.fold.to_numpy()[idx]
     les = [classes.index(c) for c in LES if c in classes]
     aucs, f1s = [], []
     for k in np.unique(f):
@@ -91,16 +111,22 @@ def fold_scores(P, S, classes, idx=None):
         f1s.append(np.mean(f1))
     return float(np.mean(aucs)), float(np.mean(f1s))
 
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     from heart_nb.core import SHIPPED
+
     ap.add_argument("--cv", nargs="*", default=[f"bench/_accuracy/multilabel_{m}" for m in SHIPPED.split("+")])
-    ap.add_argument("--data", default=None); ap.add_argument("--results", default="bench/results")
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--results", default="bench/results")
     ap.add_argument("--boot", type=int, default=300)
     a = ap.parse_args()
-    import numpy as np, pandas as pd
+    import numpy as np
+    import pandas as pd
+
     from heart_nb.core import find_bmdhs
-    from heart_nb.crossval import load_cv, ensemble
+    from heart_nb.crossval import ensemble, load_cv
+
     warnings.filterwarnings("ignore")
     rs = [load_cv(d) for d in a.cv]
     res = ensemble(rs) if len(rs) > 1 else rs[0]
@@ -109,31 +135,47 @@ def main():
     P = patient_table(res, sites)
     data = Path(a.data) if a.data else find_bmdhs()
     ann = pd.read_excel(data / "BMD-HS_Data_Annotation.xlsx").set_index("patient_id")
-    P["age"] = P.patient_id.map(ann.Age).astype(float); P["male"] = (P.patient_id.map(ann.Gender) == "M").astype(float)
+    P["age"] = P.patient_id.map(ann.Age).astype(float)
+    P["male"] = (P.patient_id.map(ann.Gender) == "M").astype(float)
     col = lambda name: P[[f"{name}_{c}" for c in classes]].to_numpy(float)
     S = {"mean of 8 (today)": col("mean"), "mean of log-odds": col("lmean"), "max": col("max")}
-    for s in sites: S[f"{s} site only"] = col(s)
+    for s in sites:
+        S[f"{s} site only"] = col(s)
     single = {s: fold_scores(P, col(s), classes)[0] for s in sites}
     two = sorted(single, key=single.get)[-2:]
     S[f"best two sites ({'+'.join(two)}, chosen on all folds: optimistic)"] = (col(two[0]) + col(two[1])) / 2
     S["per-site weights (LR on 4 site log-odds)"] = cross_fit(P, lambda c: [f"{s}_{c}" for s in sites], classes)
-    S["sites x classes (LR on 20 log-odds)"] = cross_fit(P, lambda c: [f"{s}_{k}" for s in sites for k in classes], classes)
+    S["sites x classes (LR on 20 log-odds)"] = cross_fit(
+        P, lambda c: [f"{s}_{k}" for s in sites for k in classes], classes
+    )
     rng = np.random.default_rng(0)
     base = S["mean of 8 (today)"]
+
     def boot_diff(X, idx=None):
         idx = np.arange(len(P)) if idx is None else idx
         diffs = []
         for _ in range(a.boot):
-            b = np.concatenate([rng.choice(idx[P.fold.to_numpy()[idx] == k], (P.fold.to_numpy()[idx] == k).sum())
-                                for k in np.unique(P.fold.to_numpy()[idx])])
+            b = np.concatenate(
+                [
+                    rng.choice(idx[P.fold.to_numpy()[idx] == k], (P.fold.to_numpy()[idx] == k).sum())
+                    for k in np.unique(P.fold.to_numpy()[idx])
+                ]
+            )
             diffs.append(fold_scores(P, X, classes, b)[0] - fold_scores(P, base, classes, b)[0])
         return np.percentile(diffs, [2.5, 97.5])
+
     rows = []
     for name, X in S.items():
         auc, f1 = fold_scores(P, X, classes)
         lo, hi = boot_diff(X) if X is not base else (0.0, 0.0)
-        rows.append({"combiner": name, "lesion macro-AUROC": f"{auc:.3f}", "lesion macro-F1": f"{f1:.3f}",
-                     "AUROC - mean [95 % CI]": f"{auc - fold_scores(P, base, classes)[0]:+.3f} [{lo:+.3f}, {hi:+.3f}]"})
+        rows.append(
+            {
+                "combiner": name,
+                "lesion macro-AUROC": f"{auc:.3f}",
+                "lesion macro-F1": f"{f1:.3f}",
+                "AUROC - mean [95 % CI]": f"{auc - fold_scores(P, base, classes)[0]:+.3f} [{lo:+.3f}, {hi:+.3f}]",
+            }
+        )
     # age and sex, on lesion patients only
     les = np.flatnonzero(P["y_N"].to_numpy() == 0) if "N" in classes else np.arange(len(P))
     L_ = P.iloc[les].reset_index(drop=True)
@@ -142,20 +184,37 @@ def main():
     fused = []
     for name, X in (("mean log-odds, lesion patients only", no), ("+ age and sex, lesion patients only", yes)):
         auc, f1 = fold_scores(L_, X, LES)
-        fused.append({"combiner": name, "patients": len(L_), "lesion macro-AUROC": f"{auc:.3f}", "lesion macro-F1": f"{f1:.3f}"})
-    T = pd.DataFrame(rows).set_index("combiner"); F = pd.DataFrame(fused).set_index("combiner")
-    text = ["# Patients as a clinician sees them: combining a patient's 8 recordings", "",
-            f"Predictions: out-of-fold test predictions of {' + '.join(r.model for r in rs)} "
-            f"({'their mean' if len(rs) > 1 else 'one model'}), patient-wise 5-fold, {len(P)} patients. "
-            "Learned combiners are cross-fitted (each fold scored by a combiner trained on the other folds, C chosen "
-            "by an inner patient-wise CV there). F1 thresholds from the other folds' outputs for every row. "
-            f"CI: {a.boot} paired bootstrap resamples of patients within folds.", "",
-            md(T), "", "Optional fusion with age and sex, scored without the normal cohort (aged 20-24):", "", md(F), ""]
+        fused.append(
+            {"combiner": name, "patients": len(L_), "lesion macro-AUROC": f"{auc:.3f}", "lesion macro-F1": f"{f1:.3f}"}
+        )
+    T = pd.DataFrame(rows).set_index("combiner")
+    F = pd.DataFrame(fused).set_index("combiner")
+    text = [
+        "# Patients as a clinician sees them: combining a patient's 8 recordings",
+        "",
+        f"Predictions: out-of-fold test predictions of {' + '.join(r.model for r in rs)} "
+        f"({'their mean' if len(rs) > 1 else 'one model'}), patient-wise 5-fold, {len(P)} patients. "
+        "Learned combiners are cross-fitted (each fold scored by a combiner trained on the other folds, C chosen "
+        "by an inner patient-wise CV there). F1 thresholds from the other folds' outputs for every row. "
+        f"CI: {a.boot} paired bootstrap resamples of patients within folds.",
+        "",
+        md(T),
+        "",
+        "Optional fusion with age and sex, scored without the normal cohort (aged 20-24):",
+        "",
+        md(F),
+        "",
+    ]
     best = max(rows[1:], key=lambda r: float(r["lesion macro-AUROC"]))
-    text += [f"Best alternative to the mean: {best['combiner']} ({best['AUROC - mean [95 % CI]']}). "
-             "A combiner replaces the mean only when its whole CI lies above zero.", ""]
+    text += [
+        f"Best alternative to the mean: {best['combiner']} ({best['AUROC - mean [95 % CI]']}). "
+        "A combiner replaces the mean only when its whole CI lies above zero.",
+        "",
+    ]
     Path(a.results).mkdir(parents=True, exist_ok=True)
     (Path(a.results) / "patients.md").write_text("\n".join(text) + "\n")
     print("\n".join(text))
 
-if __name__ == "__main__": main()
+
+if __name__ == "__main__":
+    main()

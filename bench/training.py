@@ -23,15 +23,27 @@ Prints a header, a line per round, then one JSON line per model:
 {"model": "cnn", "loop_windows_per_s": ..., "bare_fit_windows_per_s": ..., "overhead": bare/loop, "gflops_per_s": ...,
  "peak_gflops_per_s": ...}
 """
-import argparse, datetime, json, os, platform, statistics, sys, tempfile, time
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
 from pathlib import Path
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def model_flops(model) -> float:
     "Forward FLOPs (2 per multiply-add) of one window through `model`: convolutions, dense layers, LSTMs, attention."
     from keras import layers
+
     from heart_nb.models import AttentionPooling
+
     total = 0.0
     for layer in model.layers:
         if isinstance(layer, layers.Conv2D):
@@ -40,11 +52,11 @@ def model_flops(model) -> float:
             total += 2 * kh * kw * layer.input.shape[-1] * cout * h * w
         elif isinstance(layer, layers.Dense):
             total += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
-        elif isinstance(layer, layers.Bidirectional):                      # two LSTMs over the sequence
+        elif isinstance(layer, layers.Bidirectional):  # two LSTMs over the sequence
             _, t, d = layer.input.shape
             u = layer.forward_layer.units
             total += 2 * 2 * 4 * (d + u) * u * t
-        elif isinstance(layer, AttentionPooling):                           # tanh projection, score, weighted sum
+        elif isinstance(layer, AttentionPooling):  # tanh projection, score, weighted sum
             _, t, d = layer.input.shape
             total += 2 * t * (d * layer.units + layer.units + d)
     return total
@@ -54,23 +66,28 @@ def matmul_peak(n: int = 2048, reps: int = 5) -> float:
     "Best GFLOP/s of an n x n float32 matrix product through the Keras backend."
     import numpy as np
     from keras import ops
+
     a = ops.convert_to_tensor(np.random.default_rng(0).normal(size=(n, n)).astype("float32"))
     ops.convert_to_numpy(ops.matmul(a, a))
     best = float("inf")
     for _ in range(reps):
-        t = time.perf_counter(); ops.convert_to_numpy(ops.matmul(a, a)); best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best / 1e9
+        t = time.perf_counter()
+        ops.convert_to_numpy(ops.matmul(a, a))
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
 
 
 def bench_model(kind, fs, Y, groups, cfg, rounds, log):
     "Alternating loop / bare epochs for one model; medians of windows/s."
     import numpy as np
-    from heart_nb.models import build_model, keras
-    from heart_nb.training import fit_model, _compile, sample_weights, class_weights
+
     from heart_nb.features import Standardiser
+    from heart_nb.models import build_model, keras
+    from heart_nb.training import _compile, class_weights, fit_model, sample_weights
+
     X = np.asarray(fs.X)
     std = Standardiser.fit(X)
-    n_loop = sum(min(cfg.train_windows or 10 ** 9, c) for c in np.bincount(groups) if c)
+    n_loop = sum(min(cfg.train_windows or 10**9, c) for c in np.bincount(groups) if c)
     pick = np.random.default_rng(0).choice(len(X), n_loop, replace=False)
     Xb, Yb = std(X[pick]), Y[pick]
     wb = sample_weights(Yb, class_weights(Yb))
@@ -79,24 +96,51 @@ def bench_model(kind, fs, Y, groups, cfg, rounds, log):
 
     class Timer(keras.callbacks.Callback):
         "Windows per second of an epoch's training batches: from the epoch's start to its last batch's end."
-        def on_epoch_begin(self, epoch, logs=None): self.t0 = time.perf_counter()
-        def on_train_batch_end(self, batch, logs=None): self.t1 = time.perf_counter()
-        def rate(self): return n_loop / (self.t1 - self.t0)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.t1 = time.perf_counter()
+
+        def rate(self):
+            return n_loop / (self.t1 - self.t0)
 
     class Alternate(Timer):
         def on_epoch_end(self, epoch, logs=None):
             times["loop"].append(self.rate())
             timer = Timer()
-            bare.fit(Xb, Yb, sample_weight=wb, batch_size=cfg.batch_size, epochs=1, shuffle=True, verbose=0,
-                     callbacks=[timer])
+            bare.fit(
+                Xb,
+                Yb,
+                sample_weight=wb,
+                batch_size=cfg.batch_size,
+                epochs=1,
+                shuffle=True,
+                verbose=0,
+                callbacks=[timer],
+            )
             times["bare"].append(timer.rate())
-            log(f"  {kind} round {epoch}: loop {times['loop'][-1]:.0f} windows/s, bare fit {times['bare'][-1]:.0f}"
-                + ("  (warm-up, dropped)" if epoch == 0 else ""))
+            log(
+                f"  {kind} round {epoch}: loop {times['loop'][-1]:.0f} windows/s, bare fit {times['bare'][-1]:.0f}"
+                + ("  (warm-up, dropped)" if epoch == 0 else "")
+            )
 
     va = np.random.default_rng(1).choice(len(X), min(256, len(X)), replace=False)
     with tempfile.TemporaryDirectory() as d:
-        net, _, _ = fit_model(kind, X, Y, X[va], Y[va], cfg.replace(patience=rounds + 1), "multilabel", d,
-                              groups=groups, epochs=rounds + 1, callbacks=[Alternate()])
+        net, _, _ = fit_model(
+            kind,
+            X,
+            Y,
+            X[va],
+            Y[va],
+            cfg.replace(patience=rounds + 1),
+            "multilabel",
+            d,
+            groups=groups,
+            epochs=rounds + 1,
+            callbacks=[Alternate()],
+        )
     loop, barefit = statistics.median(times["loop"][1:]), statistics.median(times["bare"][1:])
     return loop, barefit, model_flops(net) / 1e9
 
@@ -109,35 +153,50 @@ def main():
     ap.add_argument("--models", default="cnn,crnn")
     a = ap.parse_args()
     rounds = 3 if a.quick else a.rounds
-    import numpy as np, keras
+    import keras
+
     from heart_nb.core import HeartConfig, find_bmdhs
-    from heart_nb.mapping import map_dataset
     from heart_nb.features import extract_features
+    from heart_nb.mapping import map_dataset
     from heart_nb.training import present_classes, target_matrix
+
     data = Path(a.data) if a.data else find_bmdhs()
-    if data is None: sys.exit("BMD-HS not found: pass --data or set HEART_NB_BMDHS")
+    if data is None:
+        sys.exit("BMD-HS not found: pass --data or set HEART_NB_BMDHS")
     cfg = HeartConfig()
-    work = Path("bench/_training"); work.mkdir(parents=True, exist_ok=True)
+    work = Path("bench/_training")
+    work.mkdir(parents=True, exist_ok=True)
     man, _ = map_dataset(data / "BMD-HS_Data_Annotation.xlsx", data / "audio", work / "manifest.csv")
     fs = extract_features(man, cfg, cache_dir=work / "cache", progress=False)
     Y = target_matrix(man, present_classes(man))[fs.row]
     log = lambda s: print(s, flush=True)
     peak = matmul_peak()
     cpu = platform.processor() or platform.machine()
-    log(f"# bench/training.py{' --quick' if a.quick else ''}, {datetime.date.today()}, {os.cpu_count()} CPU cores "
+    log(
+        f"# bench/training.py{' --quick' if a.quick else ''}, {datetime.date.today()}, {os.cpu_count()} CPU cores "
         f"({cpu}), Python {platform.python_version()}, Keras {keras.__version__} "
         f"({keras.backend.backend()}); BMD-HS {len(man)} recordings, {len(fs.X)} windows {fs.X.shape[1:]}, "
-        f"{cfg.train_windows or 'all'} per recording per epoch, batch {cfg.batch_size}; matmul peak {peak:.1f} GFLOP/s")
+        f"{cfg.train_windows or 'all'} per recording per epoch, batch {cfg.batch_size}; matmul peak {peak:.1f} GFLOP/s"
+    )
     out = []
     for kind in a.models.split(","):
         loop, bare, gflop = bench_model(kind, fs, Y, fs.row, cfg, rounds, log)
         peak = max(peak, matmul_peak())
-        out.append({"model": kind, "loop_windows_per_s": round(loop, 1), "bare_fit_windows_per_s": round(bare, 1),
-                    "overhead": round(bare / loop, 3), "gflops_per_s": round(3 * gflop * loop, 2),
-                    "peak_gflops_per_s": round(peak, 1)})
+        out.append(
+            {
+                "model": kind,
+                "loop_windows_per_s": round(loop, 1),
+                "bare_fit_windows_per_s": round(bare, 1),
+                "overhead": round(bare / loop, 3),
+                "gflops_per_s": round(3 * gflop * loop, 2),
+                "peak_gflops_per_s": round(peak, 1),
+            }
+        )
         share = 100 * out[-1]["gflops_per_s"] / peak
         log(f"# {kind}: {gflop * 1e3:.1f} MFLOP forward per window; training at {share:.0f} % of the matmul peak")
-    for o in out: print(json.dumps(o))
+    for o in out:
+        print(json.dumps(o))
 
 
-if __name__ == "__main__": main()
+if __name__ == "__main__":
+    main()

@@ -4,9 +4,15 @@
 
 # %% ../nbs/01_annotations.ipynb #338c1f65
 from __future__ import annotations
-import re, warnings, zipfile
+
+import re
+import warnings
+import zipfile
 from pathlib import Path
-import numpy as np, pandas as pd
+
+import numpy as np
+import pandas as pd
+
 from .core import CLASSES, LESIONS, HeartError
 
 # %% auto #0
@@ -17,15 +23,25 @@ __all__ = ['ID_COLUMNS', 'LABEL_COLUMNS', 'AGE_COLUMNS', 'SEX_COLUMNS', 'LABEL_S
 def normalise_column(name) -> str:
     "A column name in snake_case: `Patient ID`, ` patient_id`, `PatientID` all give `patient_id`."
     s = str(name).strip()
-    s = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", s)          # camelCase -> camel_Case
+    s = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", s)  # camelCase -> camel_Case
     s = re.sub(r"[^0-9a-zA-Z]+", "_", s).strip("_").lower()
     return s
 
 # %% ../nbs/01_annotations.ipynb #639b2de0
-ID_COLUMNS: tuple[str, ...] = ("patient_id", "patient", "subject_id", "subject", "data_id", "record_id", "id", "patient_number")
+ID_COLUMNS: tuple[str, ...] = (
+    "patient_id",
+    "patient",
+    "subject_id",
+    "subject",
+    "data_id",
+    "record_id",
+    "id",
+    "patient_number",
+)
 LABEL_COLUMNS: tuple[str, ...] = ("label", "labels", "diagnosis", "class", "classes", "lesion", "lesions")
 AGE_COLUMNS: tuple[str, ...] = ("age", "age_years")
 SEX_COLUMNS: tuple[str, ...] = ("sex", "gender", "gender_m_f")
+
 
 def _tidy_columns(df: pd.DataFrame) -> pd.DataFrame:
     "Class columns to their canonical names, every other column to snake_case."
@@ -34,37 +50,61 @@ def _tidy_columns(df: pd.DataFrame) -> pd.DataFrame:
 
 # %% ../nbs/01_annotations.ipynb #8dbbeea9
 LABEL_SPELLINGS: dict[str, str] = {
-    "n": "N", "normal": "N", "healthy": "N", "none": "N", "no lesion": "N",
-    "ar": "AR", "ai": "AR", "aortic regurgitation": "AR", "aortic insufficiency": "AR",
-    "mr": "MR", "mi": "MR", "mitral regurgitation": "MR", "mitral insufficiency": "MR",
-    "tr": "TR", "ti": "TR", "tricuspid regurgitation": "TR", "tricuspid insufficiency": "TR",
-    "as": "AS", "aortic stenosis": "AS",
-    "ms": "MS", "mitral stenosis": "MS",
-    "ps": "PS", "pulmonary stenosis": "PS", "pulmonic stenosis": "PS", "pulmonary valve stenosis": "PS",
+    "n": "N",
+    "normal": "N",
+    "healthy": "N",
+    "none": "N",
+    "no lesion": "N",
+    "ar": "AR",
+    "ai": "AR",
+    "aortic regurgitation": "AR",
+    "aortic insufficiency": "AR",
+    "mr": "MR",
+    "mi": "MR",
+    "mitral regurgitation": "MR",
+    "mitral insufficiency": "MR",
+    "tr": "TR",
+    "ti": "TR",
+    "tricuspid regurgitation": "TR",
+    "tricuspid insufficiency": "TR",
+    "as": "AS",
+    "aortic stenosis": "AS",
+    "ms": "MS",
+    "mitral stenosis": "MS",
+    "ps": "PS",
+    "pulmonary stenosis": "PS",
+    "pulmonic stenosis": "PS",
+    "pulmonary valve stenosis": "PS",
 }
+
 
 def parse_label_text(text) -> set[str]:
     "The set of classes named in a text label such as `AS+MR`, `as, mr` or `Aortic stenosis`."
     parts = [p.strip().lower() for p in re.split(r"[+,;/&]| and ", str(text)) if p.strip()]
-    if not parts: raise HeartError(f"empty label {text!r}")
+    if not parts:
+        raise HeartError(f"empty label {text!r}")
     out = set()
     for p in parts:
         if p not in LABEL_SPELLINGS:
             raise HeartError(f"unknown label spelling {p!r} in {text!r}; accepted: {sorted(set(LABEL_SPELLINGS))}")
         out.add(LABEL_SPELLINGS[p])
-    if "N" in out and len(out) > 1: raise HeartError(f"label {text!r} says normal and a lesion at once")
+    if "N" in out and len(out) > 1:
+        raise HeartError(f"label {text!r} says normal and a lesion at once")
     return out
 
 # %% ../nbs/01_annotations.ipynb #db624784
 def normalise_patient_id(x) -> str:
     "Canonical patient id: `patient_<number, 3 digits>` when `x` holds a number, else the trimmed lower-case text."
-    if x is None or (isinstance(x, float) and np.isnan(x)): raise HeartError("empty patient id")
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        raise HeartError("empty patient id")
     if isinstance(x, (int, np.integer)) or (isinstance(x, float) and float(x).is_integer()):
         return f"patient_{int(x):03d}"
     s = str(x).strip()
     m = re.search(r"\d+", s)
-    if m: return f"patient_{int(m.group()):03d}"
-    if not s: raise HeartError("empty patient id")
+    if m:
+        return f"patient_{int(m.group()):03d}"
+    if not s:
+        raise HeartError("empty patient id")
     return s.lower()
 
 # %% ../nbs/01_annotations.ipynb #937458eb
@@ -72,30 +112,42 @@ def _find_header(raw: pd.DataFrame, max_rows: int = 30) -> int | None:
     "Index of the first row of `raw` that looks like a header with an id column, or None."
     for i in range(min(max_rows, len(raw))):
         names = {normalise_column(v) for v in raw.iloc[i].tolist() if isinstance(v, str)}
-        if names & set(ID_COLUMNS): return i
+        if names & set(ID_COLUMNS):
+            return i
     return None
+
 
 def _read_sheets(path: Path, sheet: str | None) -> dict[str, pd.DataFrame]:
     "All sheets (or the one named) of the workbook at `path`, read without a header."
-    if not path.exists(): raise HeartError(f"{path}: annotation workbook not found")
+    if not path.exists():
+        raise HeartError(f"{path}: annotation workbook not found")
     if path.suffix.lower() not in (".xlsx", ".xlsm"):
         raise HeartError(f"{path}: expected an Excel workbook (.xlsx), got a '{path.suffix}' file")
     if not zipfile.is_zipfile(path):
         raise HeartError(f"{path}: not a readable .xlsx file (corrupt, or password-protected)")
     import openpyxl
-    try: wb = openpyxl.load_workbook(path, data_only=True)
+
+    try:
+        wb = openpyxl.load_workbook(path, data_only=True)
     except Exception as e:
-        raise HeartError(f"{path}: could not read the workbook ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
-    if sheet is not None and sheet not in wb.sheetnames: raise HeartError(f"{path}: no sheet {sheet!r}; sheets are {wb.sheetnames}")
+        raise HeartError(
+            f"{path}: could not read the workbook ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+        ) from None
+    if sheet is not None and sheet not in wb.sheetnames:
+        raise HeartError(f"{path}: no sheet {sheet!r}; sheets are {wb.sheetnames}")
     return {n: _sheet_values(wb[n]) for n in ([sheet] if sheet is not None else wb.sheetnames)}
+
 
 def _sheet_values(ws) -> pd.DataFrame:
     "The cell values of worksheet `ws`, without a header; merged ranges filled with their top-left value."
-    grid = [list(r) for r in ws.iter_rows(min_row=1, min_col=1, max_row=ws.max_row, max_col=ws.max_column, values_only=True)]
+    grid = [
+        list(r) for r in ws.iter_rows(min_row=1, min_col=1, max_row=ws.max_row, max_col=ws.max_column, values_only=True)
+    ]
     for rng in ws.merged_cells.ranges:
         v = grid[rng.min_row - 1][rng.min_col - 1]
         for r in range(rng.min_row - 1, min(rng.max_row, len(grid))):
-            for c in range(rng.min_col - 1, min(rng.max_col, len(grid[r]))): grid[r][c] = v
+            for c in range(rng.min_col - 1, min(rng.max_col, len(grid[r]))):
+                grid[r][c] = v
     return pd.DataFrame(grid).replace({None: np.nan})
 
 # %% ../nbs/01_annotations.ipynb #cd45c9a4
@@ -103,12 +155,15 @@ def _labels_from_row(row: pd.Series, onehot: list[str], text_col: str | None) ->
     "The classes of one row, or None if its label is missing."
     if onehot:
         vals = row[onehot]
-        if vals.isna().all(): return None
+        if vals.isna().all():
+            return None
         bad = [c for c in onehot if not pd.isna(row[c]) and row[c] not in (0, 1, True, False)]
-        if bad: raise HeartError(f"column {bad[0]!r}: expected 0/1, got {row[bad[0]]!r}")
+        if bad:
+            raise HeartError(f"column {bad[0]!r}: expected 0/1, got {row[bad[0]]!r}")
         return {c for c in onehot if row[c] == 1}
     v = row[text_col]
-    if pd.isna(v) or str(v).strip() == "": return None
+    if pd.isna(v) or str(v).strip() == "":
+        return None
     return parse_label_text(v)
 
 # %% ../nbs/01_annotations.ipynb #1b504067
@@ -118,17 +173,24 @@ def load_annotations(path: str | Path, sheet: str | None = None, id_column: str 
     sheets = _read_sheets(path, sheet)
     found = None
     for name, raw in sheets.items():
-        if raw.dropna(how="all").empty: continue
-        h = _find_header(raw) if id_column is None else next(
-            (i for i in range(min(30, len(raw))) if id_column in [str(v).strip() for v in raw.iloc[i]]), None)
-        if h is not None: found = (name, raw, h); break
+        if raw.dropna(how="all").empty:
+            continue
+        h = (
+            _find_header(raw)
+            if id_column is None
+            else next((i for i in range(min(30, len(raw))) if id_column in [str(v).strip() for v in raw.iloc[i]]), None)
+        )
+        if h is not None:
+            found = (name, raw, h)
+            break
     if found is None:
         if all(r.dropna(how="all").empty for r in sheets.values()):
             raise HeartError(f"{path}: the workbook is empty")
         want = repr(id_column) if id_column else f"one of {list(ID_COLUMNS)}"
         raise HeartError(f"{path}: no sheet has a header row with a patient id column ({want})")
     name, raw, h = found
-    df = raw.iloc[h + 1:].copy(); df.columns = raw.iloc[h].tolist()
+    df = raw.iloc[h + 1 :].copy()
+    df.columns = raw.iloc[h].tolist()
     df = df.dropna(how="all")
     df = _tidy_columns(df.loc[:, [c for c in df.columns if not pd.isna(c)]])
     df["excel_row"] = df.index + 1
@@ -136,21 +198,35 @@ def load_annotations(path: str | Path, sheet: str | None = None, id_column: str 
     onehot = [c for c in CLASSES if c in df.columns]
     text_col = next((c for c in LABEL_COLUMNS if c in df.columns), None)
     if not onehot and text_col is None:
-        raise HeartError(f"{path} [{name}]: no label column; expected one-hot class columns {list(CLASSES)} "
-                         f"or a text column named one of {list(LABEL_COLUMNS)}")
+        raise HeartError(
+            f"{path} [{name}]: no label column; expected one-hot class columns {list(CLASSES)} "
+            f"or a text column named one of {list(LABEL_COLUMNS)}"
+        )
     recs, excluded = [], []
     for _, row in df.iterrows():
         where = f"{path.name} [{name}] row {row['excel_row']}"
         if pd.isna(row[idc]) or str(row[idc]).strip() == "":
             raise HeartError(f"{where}: column {idc!r} is empty; every row needs a patient id")
         pid = normalise_patient_id(row[idc])
-        try: labels = _labels_from_row(row, onehot, text_col)
-        except HeartError as e: raise HeartError(f"{where}: {e}") from None
+        try:
+            labels = _labels_from_row(row, onehot, text_col)
+        except HeartError as e:
+            raise HeartError(f"{where}: {e}") from None
         if labels is None:
-            excluded.append({"patient_id": pid, "excel_row": row["excel_row"], "reason": "label missing"}); continue
-        if not labels: raise HeartError(f"{where}: every class column is 0; expected at least one class (N for normal)")
-        recs.append({"patient_id": pid, "source_id": str(row[idc]).strip(), **{c: int(c in labels) for c in CLASSES},
-                     "age": _first(row, AGE_COLUMNS), "sex": _first(row, SEX_COLUMNS), "excel_row": row["excel_row"]})
+            excluded.append({"patient_id": pid, "excel_row": row["excel_row"], "reason": "label missing"})
+            continue
+        if not labels:
+            raise HeartError(f"{where}: every class column is 0; expected at least one class (N for normal)")
+        recs.append(
+            {
+                "patient_id": pid,
+                "source_id": str(row[idc]).strip(),
+                **{c: int(c in labels) for c in CLASSES},
+                "age": _first(row, AGE_COLUMNS),
+                "sex": _first(row, SEX_COLUMNS),
+                "excel_row": row["excel_row"],
+            }
+        )
     tab = _merge_patients(pd.DataFrame(recs), path)
     excluded = _dedupe(excluded)
     tab.attrs["excluded"] = excluded
@@ -159,34 +235,45 @@ def load_annotations(path: str | Path, sheet: str | None = None, id_column: str 
         warnings.warn(f"{path.name}: {e['patient_id']} excluded ({e['reason']}, excel row {e['excel_row']})")
     return tab
 
+
 def _first(row: pd.Series, names: tuple[str, ...]):
     "The value of the first column of `names` present in `row`, or None."
     for n in names:
-        if n in row.index and not pd.isna(row[n]): return row[n]
+        if n in row.index and not pd.isna(row[n]):
+            return row[n]
     return None
+
 
 def _dedupe(excluded: list[dict]) -> list[dict]:
     "One entry per excluded patient (a per-recording sheet lists a patient many times)."
     seen = {}
-    for e in excluded: seen.setdefault(e["patient_id"], e)
+    for e in excluded:
+        seen.setdefault(e["patient_id"], e)
     return list(seen.values())
 
 # %% ../nbs/01_annotations.ipynb #d7b127fd
 def _merge_patients(recs: pd.DataFrame, path: Path) -> pd.DataFrame:
     "One row per patient; conflicting duplicate rows are an error naming both rows."
-    if recs.empty: raise HeartError(f"{path}: no annotated rows (every label is missing)")
+    if recs.empty:
+        raise HeartError(f"{path}: no annotated rows (every label is missing)")
     cls = list(CLASSES)
     rows = []
     for pid, g in recs.groupby("patient_id", sort=True):
         first = g.iloc[0]
         diff = g[(g[cls] != first[cls]).any(axis=1)]
         if len(diff):
-            raise HeartError(f"{path.name}: conflicting labels for {pid} in excel rows {first['excel_row']} and "
-                             f"{diff.iloc[0]['excel_row']}")
-        same = g[g.source_id.duplicated(keep=False)]          # the same id written twice (not several recordings)
+            raise HeartError(
+                f"{path.name}: conflicting labels for {pid} in excel rows {first['excel_row']} and "
+                f"{diff.iloc[0]['excel_row']}"
+            )
+        same = g[g.source_id.duplicated(keep=False)]  # the same id written twice (not several recordings)
         if len(same):
-            warnings.warn(f"{path.name}: {pid} has {len(same)} identical rows (excel rows {', '.join(map(str, same.excel_row))}); merged")
-        r = first.drop(labels=["excel_row"]).to_dict(); r["n_rows"] = len(g)
+            warnings.warn(
+                f"{path.name}: {pid} has {len(same)} identical rows (excel rows "
+                f"{', '.join(map(str, same.excel_row))}); merged"
+            )
+        r = first.drop(labels=["excel_row"]).to_dict()
+        r["n_rows"] = len(g)
         rows.append(r)
     tab = pd.DataFrame(rows)
     tab["label"] = tab[cls].apply(lambda r: "+".join(c for c in cls if r[c]), axis=1)
@@ -200,29 +287,61 @@ def _sex(v) -> str:
     t = str(v).strip().upper()[:1] if not pd.isna(v) else ""
     return t if t in ("M", "F") else "?"
 
+
 def annotation_summary(ann: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    "Tables of a `load_annotations` result: 'classes' (patients per class), 'cooccurrence' (lesion pairs), 'demographics' (age and sex by label)."
-    cls = [c for c in CLASSES if ann[c].sum() > 0]; les = [c for c in cls if c in LESIONS]
+    """Tables of a `load_annotations` result: 'classes' (patients per class), 'cooccurrence' (lesion pairs),
+    'demographics' (age and sex by label)."""
+    cls = [c for c in CLASSES if ann[c].sum() > 0]
+    les = [c for c in cls if c in LESIONS]
     single = ann[cls].sum(axis=1) == 1
-    classes = pd.DataFrame({"patients": ann[cls].sum(), "only this class": [int(((ann[c] == 1) & single).sum()) for c in cls]})
+    classes = pd.DataFrame(
+        {"patients": ann[cls].sum(), "only this class": [int(((ann[c] == 1) & single).sum()) for c in cls]}
+    )
     co = ann[les].T.dot(ann[les]).astype(int)
-    age = pd.to_numeric(ann["age"], errors="coerce"); sex = ann["sex"].map(_sex)
-    demo = pd.DataFrame({"label": ann.label, "age": age, "sex": sex}).groupby("label").agg(
-        patients=("age", "size"), age_mean=("age", "mean"), age_min=("age", "min"), age_max=("age", "max"),
-        age_missing=("age", lambda a: int(a.isna().sum())), male=("sex", lambda x: int((x == "M").sum())),
-        female=("sex", lambda x: int((x == "F").sum())), sex_missing=("sex", lambda x: int((x == "?").sum())))
-    return {"classes": classes, "cooccurrence": co, "demographics": demo.sort_values("patients", ascending=False).round(1)}
+    age = pd.to_numeric(ann["age"], errors="coerce")
+    sex = ann["sex"].map(_sex)
+    demo = (
+        pd.DataFrame({"label": ann.label, "age": age, "sex": sex})
+        .groupby("label")
+        .agg(
+            patients=("age", "size"),
+            age_mean=("age", "mean"),
+            age_min=("age", "min"),
+            age_max=("age", "max"),
+            age_missing=("age", lambda a: int(a.isna().sum())),
+            male=("sex", lambda x: int((x == "M").sum())),
+            female=("sex", lambda x: int((x == "F").sum())),
+            sex_missing=("sex", lambda x: int((x == "?").sum())),
+        )
+    )
+    return {
+        "classes": classes,
+        "cooccurrence": co,
+        "demographics": demo.sort_values("patients", ascending=False).round(1),
+    }
+
 
 def plot_annotation_summary(ann: pd.DataFrame, title: str = ""):
     "Patients per class, the lesion co-occurrence heatmap and age by class, side by side."
-    import matplotlib.pyplot as plt, seaborn as sns
-    t = annotation_summary(ann); fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(13, 3.6))
-    c = t["classes"]; a0.bar(c.index, c["only this class"], label="only this class")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    t = annotation_summary(ann)
+    fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(13, 3.6))
+    c = t["classes"]
+    a0.bar(c.index, c["only this class"], label="only this class")
     a0.bar(c.index, c.patients - c["only this class"], bottom=c["only this class"], label="with other lesions")
-    a0.set_ylabel("patients"); a0.legend(fontsize=7); a0.set_title("patients per class", fontsize=9)
-    sns.heatmap(t["cooccurrence"], annot=True, fmt="d", cmap="Reds", cbar=False, ax=a1); a1.set_title("lesions together (diagonal: all)", fontsize=9)
+    a0.set_ylabel("patients")
+    a0.legend(fontsize=7)
+    a0.set_title("patients per class", fontsize=9)
+    sns.heatmap(t["cooccurrence"], annot=True, fmt="d", cmap="Reds", cbar=False, ax=a1)
+    a1.set_title("lesions together (diagonal: all)", fontsize=9)
     age = pd.to_numeric(ann["age"], errors="coerce")
-    cls = list(c.index); a2.boxplot([age[ann[k] == 1].dropna() for k in cls]); a2.set_xticks(range(1, len(cls) + 1), cls)
-    a2.set_ylabel("age (years)"); a2.set_title("age by class (a patient counts in each of their classes)", fontsize=9)
-    fig.suptitle(title, fontsize=10); plt.tight_layout()
+    cls = list(c.index)
+    a2.boxplot([age[ann[k] == 1].dropna() for k in cls])
+    a2.set_xticks(range(1, len(cls) + 1), cls)
+    a2.set_ylabel("age (years)")
+    a2.set_title("age by class (a patient counts in each of their classes)", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    plt.tight_layout()
     return fig

@@ -4,9 +4,14 @@
 
 # %% ../nbs/10_bad_inputs.ipynb #32349f7f
 from __future__ import annotations
+
 import shutil
 from pathlib import Path
-import numpy as np, pandas as pd, soundfile as sf
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
 from .core import CLASSES
 from .synthetic import synth_heart_sound
 
@@ -17,11 +22,13 @@ __all__ = ['make_bad_inputs', 'marker_pickle']
 def _workbook(path: Path, header: list, rows: list, sheet: str = "Annotations") -> Path:
     "Write a one-sheet workbook with a header row and `rows`."
     import openpyxl
+
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.title = sheet
     ws.append(header)
-    for r in rows: ws.append(r)
+    for r in rows:
+        ws.append(r)
     wb.save(path)
     return path
 
@@ -30,16 +37,21 @@ def make_bad_inputs(out_dir: str | Path, run_dir: str | Path | None = None, sr: 
     "Write the bad-input corpus into `out_dir` (and broken copies of the run `run_dir`): case, kind, path, note."
     d = Path(out_dir)
     a, w, m = d / "audio", d / "workbooks", d / "manifests"
-    for f in (a, w, m): f.mkdir(parents=True, exist_ok=True)
+    for f in (a, w, m):
+        f.mkdir(parents=True, exist_ok=True)
     rows = []
-    def case(name, kind, path, note): rows.append({"case": name, "kind": kind, "path": str(path), "note": note})
+
+    def case(name, kind, path, note):
+        rows.append({"case": name, "kind": kind, "path": str(path), "note": note})
+
     def wav(name, y, rate=sr, subtype="PCM_16", note=""):
         sf.write(a / f"{name}.wav", y, rate, subtype=subtype)
         case(name, "audio", a / f"{name}.wav", note)
+
     good = synth_heart_sound("MR", sr=sr, duration_s=8, seed=11)
     wav("good", good, note="plain 16-bit PCM, 8 s (the reference)")
     full = (a / "good.wav").read_bytes()
-    (a / "truncated.wav").write_bytes(full[:len(full) // 3])
+    (a / "truncated.wav").write_bytes(full[: len(full) // 3])
     case("truncated", "audio", a / "truncated.wav", "cut off at a third; the header still promises 8 s")
     (a / "empty_0_bytes.wav").write_bytes(b"")
     case("empty_0_bytes", "audio", a / "empty_0_bytes.wav", "a 0-byte file")
@@ -56,9 +68,11 @@ def make_bad_inputs(out_dir: str | Path, run_dir: str | Path | None = None, sr: 
     wav("rate_44k", synth_heart_sound("MR", sr=44100, duration_s=8, seed=11), rate=44100, note="44.1 kHz")
     wav("too_short", good[: int(0.2 * sr)], note="0.2 s")
     wav("silence", np.zeros(sr * 8, np.float32), note="8 s of digital silence")
-    nan = good.copy(); nan[100:110] = np.nan
+    nan = good.copy()
+    nan[100:110] = np.nan
     wav("nan", nan, subtype="FLOAT", note="NaN samples (float WAV)")
-    inf = good.copy(); inf[100:110] = np.inf
+    inf = good.copy()
+    inf[100:110] = np.inf
     wav("inf", inf, subtype="FLOAT", note="infinite samples (float WAV)")
     wav("clipped", np.clip(good * 8, -1, 1), note="8x too loud, cut at full scale")
     wav("ten_minutes", np.tile(good, 75), note="a 10-minute recording")
@@ -68,19 +82,33 @@ def make_bad_inputs(out_dir: str | Path, run_dir: str | Path | None = None, sr: 
     case("folder", "audio", a / "folder.wav", "a folder where a file was expected")
     case("missing", "audio", a / "missing.wav", "a path to nothing")
     head, ok = ["Patient ID", *CLASSES], [["patient_001", 0, 0, 1, 0, 0, 0, 0], ["patient_002", 1, 0, 0, 0, 0, 0, 0]]
-    case("missing_sheet", "workbook", _workbook(w / "missing_sheet.xlsx", head, ok, sheet="Sheet9"),
-         "read with sheet 'Annotations', which it lacks")
-    case("missing_column", "workbook",
-         _workbook(w / "missing_column.xlsx", ["Patient ID", "Age"], [["patient_001", 50]]), "no label column")
+    case(
+        "missing_sheet",
+        "workbook",
+        _workbook(w / "missing_sheet.xlsx", head, ok, sheet="Sheet9"),
+        "read with sheet 'Annotations', which it lacks",
+    )
+    case(
+        "missing_column",
+        "workbook",
+        _workbook(w / "missing_column.xlsx", ["Patient ID", "Age"], [["patient_001", 50]]),
+        "no label column",
+    )
     conflict = _workbook(w / "conflict.xlsx", head, ok + [["patient_001", 0, 0, 0, 0, 1, 0, 0]])
     case("conflicting_duplicate", "workbook", conflict, "patient_001 twice: MR, then AS")
-    case("unknown_label", "workbook", _workbook(w / "unknown_label.xlsx", ["Patient ID", "Diagnosis"],
-                                                [["patient_001", "MR"], ["patient_002", "murmur?"]]),
-         "a diagnosis no class spelling matches")
+    case(
+        "unknown_label",
+        "workbook",
+        _workbook(
+            w / "unknown_label.xlsx", ["Patient ID", "Diagnosis"], [["patient_001", "MR"], ["patient_002", "murmur?"]]
+        ),
+        "a diagnosis no class spelling matches",
+    )
     (w / "not_excel.xlsx").write_text("Patient ID,N\npatient_001,1\n")
     case("not_a_workbook", "workbook", w / "not_excel.xlsx", "a CSV file named .xlsx")
-    base = pd.DataFrame({"path": [str(a / "good.wav"), str(a / "float_32.wav")], "patient_id": ["p1", "p2"],
-                         "label": ["MR", "MR"]})
+    base = pd.DataFrame(
+        {"path": [str(a / "good.wav"), str(a / "float_32.wav")], "patient_id": ["p1", "p2"], "label": ["MR", "MR"]}
+    )
     base.assign(path=[str(a / "good.wav"), str(a / "gone.wav")]).to_csv(m / "missing_files.csv", index=False)
     case("manifest_missing_files", "manifest", m / "missing_files.csv", "one row's file does not exist")
     pd.concat([base, base.iloc[[0]]]).to_csv(m / "duplicate_rows.csv", index=False)
@@ -89,7 +117,8 @@ def make_bad_inputs(out_dir: str | Path, run_dir: str | Path | None = None, sr: 
     case("manifest_missing_column", "manifest", m / "missing_column.csv", "no label column")
     if run_dir is not None:
         nets = [p.parent for p in sorted(Path(run_dir).glob("members/*/model.keras"))]
-        if not nets: raise ValueError(f"{run_dir}: no network member to break")
+        if not nets:
+            raise ValueError(f"{run_dir}: no network member to break")
         corrupt = d / "run_corrupt_model"
         shutil.copytree(run_dir, corrupt, dirs_exist_ok=True)
         (corrupt / nets[0].relative_to(run_dir) / "model.keras").write_bytes(b"PK\x03\x04 not a zip archive")
@@ -108,16 +137,23 @@ def make_bad_inputs(out_dir: str | Path, run_dir: str | Path | None = None, sr: 
 def _lambda_model(path: Path) -> None:
     "Save a tiny `.keras` model with a Lambda layer (code that runs on load) to `path`."
     from heart_nb.models import keras
+
     x = keras.Input((4,))
     keras.Model(x, keras.layers.Lambda(lambda t: t * 2)(x)).save(path)
 
 # %% ../nbs/10_bad_inputs.ipynb #fd92049d
 class _Touch:
     "Unpickling this object creates the file `marker`: proof that a pickle ran."
-    def __init__(self, marker: Path): self.marker = Path(marker)
-    def __reduce__(self): return (Path.touch, (self.marker,))
+
+    def __init__(self, marker: Path):
+        self.marker = Path(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
 
 def marker_pickle(marker: str | Path) -> bytes:
     "A pickle whose loading creates the file `marker` (as a hostile run folder would run any code)."
     import pickle
+
     return pickle.dumps(_Touch(marker))

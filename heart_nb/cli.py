@@ -4,9 +4,17 @@
 
 # %% ../nbs/09_cli.ipynb #d01f056c
 from __future__ import annotations
-import argparse, json, os, sys, time, warnings
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
 from pathlib import Path
+
 import pandas as pd
+
 from .core import CLASSES, SHIPPED, HeartConfig, HeartError, atomic_path, atomic_write_text
 from .mapping import PRESETS, REFERENCE_PRESETS
 
@@ -14,143 +22,240 @@ from .mapping import PRESETS, REFERENCE_PRESETS
 __all__ = ['run_demo', 'main']
 
 # %% ../nbs/09_cli.ipynb #1119a53d
-def run_demo(out_dir: str | Path = "heart_nb_demo", epochs: int = 20, patients_per_class: int = 8,
-             duration_s: float = 10.0, models: tuple[str, ...] = ("cnn", "crnn"), cfg: HeartConfig | None = None,
-             log=print) -> dict:
+def run_demo(
+    out_dir: str | Path = "heart_nb_demo",
+    epochs: int = 20,
+    patients_per_class: int = 8,
+    duration_s: float = 10.0,
+    models: tuple[str, ...] = ("cnn", "crnn"),
+    cfg: HeartConfig | None = None,
+    log=print,
+) -> dict:
     "The whole pipeline on a synthetic dataset under `out_dir`; returns each model's evaluation."
-    from heart_nb.synthetic import make_synthetic_dataset
-    from heart_nb.mapping import map_dataset, summarise_report
+    from heart_nb.evaluation import compare_runs, evaluate_run
     from heart_nb.features import extract_features
-    from heart_nb.training import train
-    from heart_nb.evaluation import evaluate_run, compare_runs
+    from heart_nb.mapping import map_dataset, summarise_report
     from heart_nb.prediction import Predictor
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True); t0 = time.time()
+    from heart_nb.synthetic import make_synthetic_dataset
+    from heart_nb.training import train
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
     cfg = cfg or HeartConfig(epochs=epochs, patience=5, warmup_epochs=1, decay_epochs=max(2, epochs))  # decays in time
-    log(f"[1/5] writing a SYNTHETIC dataset (7 classes x {patients_per_class} patients) to {out / 'data'}")
-    ds = make_synthetic_dataset(out / "data", classes=CLASSES, patients_per_class=patients_per_class, duration_s=duration_s)
-    log("[2/5] mapping files to the annotation workbook")
+    n = 4 + len(models)  # data, mapping, features, each model, predictions
+    log(f"[1/{n}] writing a SYNTHETIC dataset (7 classes x {patients_per_class} patients) to {out / 'data'}")
+    ds = make_synthetic_dataset(
+        out / "data", classes=CLASSES, patients_per_class=patients_per_class, duration_s=duration_s
+    )
+    log(f"[2/{n}] mapping files to the annotation workbook")
     man, rep = map_dataset(ds.workbook, ds.audio_dir, out / "manifest.csv")
     log("      " + summarise_report(man, rep).replace("\n", "\n      "))
-    log("[3/5] log-Mel features")
+    log(f"[3/{n}] log-Mel features")
     fs = extract_features(man, cfg, progress=False)
     results = {}
-    for k in models:
-        log(f"[4/5] training the {k.upper()} ({epochs} epochs at most, patient-wise split)")
+    for i, k in enumerate(models, 4):
+        log(f"[{i}/{n}] training the {k.upper()} ({epochs} epochs at most, patient-wise split)")
         run = train(man, out / f"run_{k}", cfg, model=k, epochs=epochs, features=fs, verbose=0, data_note="SYNTHETIC")
         results[k] = evaluate_run(run, features=fs)
         m = results[k]["patient"]
-        log(f"      {k.upper()}: patient-level balanced accuracy {m['balanced_accuracy']:.2f}, macro-F1 {m['macro_f1']:.2f} "
-            f"(SYNTHETIC; {results[k]['protocol']})")
-    log("[5/5] predictions for one held-out recording per class")
+        log(
+            f"      {k.upper()}: patient-level balanced accuracy {m['balanced_accuracy']:.2f}, macro-F1 "
+            f"{m['macro_f1']:.2f} "
+            f"(SYNTHETIC; {results[k]['protocol']})"
+        )
+    log(f"[{n}/{n}] predictions for one held-out recording per class")
     best = max(results, key=lambda k: results[k]["patient"]["balanced_accuracy"])
     pred = Predictor(out / f"run_{best}")
     test = pred.run.split[pred.run.split.split == "test"].drop_duplicates("label")
     for _, r in test.iterrows():
         row = pred.predict(r.path)
-        log(f"      {Path(r.path).name:24s} true {r.label:3s} predicted {row['prediction']:3s} "
-            f"(p={max(row['probabilities'].values()):.2f}; quality {row['quality']}, {row['heart_rate_bpm']} bpm)")
-    if len(models) > 1: log(compare_runs([out / f"run_{k}" for k in models]).round(3).to_string())
-    log(f"done in {time.time() - t0:.0f} s; plots and metrics.json are in {', '.join(str(out / f'run_{k}') for k in models)}")
+        log(
+            f"      {Path(r.path).name:24s} true {r.label:3s} predicted {row['prediction']:3s} "
+            f"(p={max(row['probabilities'].values()):.2f}; quality {row['quality']}, {row['heart_rate_bpm']} bpm)"
+        )
+    if len(models) > 1:
+        log(compare_runs([out / f"run_{k}" for k in models]).round(3).to_string())
+    log(
+        f"done in {time.time() - t0:.0f} s; plots and metrics.json are in "
+        f"{', '.join(str(out / f'run_{k}') for k in models)}"
+    )
     return results
 
 # %% ../nbs/09_cli.ipynb #65dd8dd9
 def _parser() -> argparse.ArgumentParser:
     "The `heart-nb` argument parser."
-    p = argparse.ArgumentParser(prog="heart-nb", description="Heart-sound recordings to valvular diagnoses (N, AR, MR, TR, AS, MS, PS).")
+    p = argparse.ArgumentParser(
+        prog="heart-nb", description="Heart-sound recordings to valvular diagnoses (N, AR, MR, TR, AS, MS, PS)."
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    m = sub.add_parser("map", help="join recordings to a clinical workbook and write a manifest",
-                       description="Parse recording file names, join them to the annotation workbook, write the manifest "
-                                   "CSV and a report (<name>_report.csv) of every file or patient left out.")
+    m = sub.add_parser(
+        "map",
+        help="join recordings to a clinical workbook and write a manifest",
+        description="Parse recording file names, join them to the annotation workbook, write the manifest "
+        "CSV and a report (<name>_report.csv) of every file or patient left out.",
+    )
     m.add_argument("--annotations", default=None, help="clinical Excel workbook (.xlsx); not with --layout folders")
     m.add_argument("--audio", required=True, help="folder of recordings (searched recursively)")
     m.add_argument("--out", required=True, help="manifest CSV to write")
-    m.add_argument("--layout", choices=["names", "folders"], default="names",
-                   help="names: patients and sites from file names, labels from the workbook; folders: label = class folder name")
+    m.add_argument(
+        "--layout",
+        choices=["names", "folders"],
+        default="names",
+        help="names: patients and sites from file names, labels from the workbook; folders: label = class folder name",
+    )
     pat = m.add_mutually_exclusive_group()
-    pat.add_argument("--preset", choices=sorted([*PRESETS, *REFERENCE_PRESETS]), default=None,
-                     help="a named file-name pattern (default for names: bmd-hs), or physionet2016: --annotations is "
-                          "its REFERENCE.csv (recording, database, normal/abnormal)")
-    pat.add_argument("--pattern", default=None, help="file-name regex with a (?P<patient>...) group (with folders: groups recordings into patients)")
+    pat.add_argument(
+        "--preset",
+        choices=sorted([*PRESETS, *REFERENCE_PRESETS]),
+        default=None,
+        help="a named file-name pattern (default for names: bmd-hs), or physionet2016: --annotations is "
+        "its REFERENCE.csv (recording, database, normal/abnormal)",
+    )
+    pat.add_argument(
+        "--pattern",
+        default=None,
+        help="file-name regex with a (?P<patient>...) group (with folders: groups recordings into patients)",
+    )
     m.add_argument("--sheet", default=None, help="workbook sheet (default: the first with a patient id column)")
-    f = sub.add_parser("features", help="compute and cache log-Mel features for a manifest",
-                       description="Compute log-Mel windows of every recording of a manifest into a cache folder.")
-    f.add_argument("--manifest", required=True); f.add_argument("--cache", required=True, help="cache folder")
+    f = sub.add_parser(
+        "features",
+        help="compute and cache log-Mel features for a manifest",
+        description="Compute log-Mel windows of every recording of a manifest into a cache folder.",
+    )
+    f.add_argument("--manifest", required=True)
+    f.add_argument("--cache", required=True, help="cache folder")
     f.add_argument("--config", default=None, help="HeartConfig JSON (default: the built-in defaults)")
     f.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
-    f.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="a Dask scheduler (tcp://host:8786): extract on its cluster (pip install 'heart_nb[dask]')")
-    t = sub.add_parser("train", help="train the shipped model (or one you name) on a manifest, or cross-validate one",
-                       description="Train on a patient-wise train/validation/test split of the manifest; writes a run folder "
-                                   "with config.json, run.json, split.csv and members/<kind>/ (each member's model). "
-                                   "The default "
-                                   f"model, {SHIPPED}, is what cross-validation found best. With --folds K: "
-                                   "patient-wise K-fold cross-validation instead (resumable), one fold_N folder per fold.")
-    t.add_argument("--manifest", required=True, action="append",
-                   help="a manifest; give it several times to learn from several sources at once")
-    t.add_argument("--model", default=SHIPPED, metavar="KIND[+KIND...]",
-                   help=f"baseline, cnn, crnn, or several joined by + (default: {SHIPPED})")
+    f.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="a Dask scheduler (tcp://host:8786): extract on its cluster (pip install 'heart_nb[dask]')",
+    )
+    t = sub.add_parser(
+        "train",
+        help="train the shipped model (or one you name) on a manifest, or cross-validate one",
+        description="Train on a patient-wise train/validation/test split of the manifest; writes a run folder "
+        "with config.json, run.json, split.csv and members/<kind>/ (each member's model). "
+        "The default "
+        f"model, {SHIPPED}, is what cross-validation found best. With --folds K: "
+        "patient-wise K-fold cross-validation instead (resumable), one fold_N folder per fold.",
+    )
+    t.add_argument(
+        "--manifest",
+        required=True,
+        action="append",
+        help="a manifest; give it several times to learn from several sources at once",
+    )
+    t.add_argument(
+        "--model",
+        default=SHIPPED,
+        metavar="KIND[+KIND...]",
+        help=f"baseline, cnn, crnn, or several joined by + (default: {SHIPPED})",
+    )
     t.add_argument("--folds", type=int, default=None, help="patient-wise cross-validation with this many folds")
-    t.add_argument("--out", required=True, help="run folder to write"); t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--out", required=True, help="run folder to write")
+    t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--config", default=None, help="HeartConfig JSON (default: the built-in defaults)")
     t.add_argument("--task", choices=["auto", "multiclass", "multilabel"], default="auto")
     t.add_argument("--cache", default=None, help="feature cache folder (default: none)")
-    e = sub.add_parser("evaluate", help="metrics and plots of a run on held-out patients, or of a cross-validation",
-                       description="Evaluate a run on its held-out test patients (or on a manifest of other patients); "
-                                   "prints metrics, writes RUN/metrics.json and PNG plots. With --cv DIR: the cross-validation's "
-                                   "metrics with patient-bootstrap 95 % intervals, written to DIR/cv_metrics.json and DIR/cv.png.")
+    e = sub.add_parser(
+        "evaluate",
+        help="metrics and plots of a run on held-out patients, or of a cross-validation",
+        description="Evaluate a run on its held-out test patients (or on a manifest of other patients); "
+        "prints metrics, writes RUN/metrics.json and PNG plots. With --cv DIR: the cross-validation's "
+        "metrics with patient-bootstrap 95 % intervals, written to DIR/cv_metrics.json and DIR/cv.png.",
+    )
     which = e.add_mutually_exclusive_group(required=True)
-    which.add_argument("--run"); which.add_argument("--cv", help="folder written by train --folds")
+    which.add_argument("--run")
+    which.add_argument("--cv", help="folder written by train --folds")
     e.add_argument("--manifest", default=None, help="manifest of patients not used in training")
     e.add_argument("--cache", default=None)
-    pr = sub.add_parser("predict", help="diagnose recordings: prediction, probabilities, quality, heart rate",
-                        description="Predict every audio file given or found (recursively) in the folders given, "
-                                    "under a trained run. A recording that fails the quality gate is 'unknown' with "
-                                    "the reason. Exit status 0 when every file was read, 1 when any could not be.")
+    pr = sub.add_parser(
+        "predict",
+        help="diagnose recordings: prediction, probabilities, quality, heart rate",
+        description="Predict every audio file given or found (recursively) in the folders given, "
+        "under a trained run. A recording that fails the quality gate is 'unknown' with "
+        "the reason. Exit status 0 when every file was read, 1 when any could not be.",
+    )
     pr.add_argument("files", nargs="+", metavar="FILE_OR_DIR")
     pr.add_argument("--run", required=True, help="run folder")
-    pr.add_argument("--json", action="store_true", help="one JSON object per line: path, prediction, probabilities, "
-                                                         "quality, heart_rate_bpm, error")
+    pr.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per line: path, prediction, probabilities, quality, heart_rate_bpm, error",
+    )
     pr.add_argument("--csv", default=None, metavar="OUT", help="also write every row to this CSV file")
-    pr.add_argument("--engine", choices=["keras", "onnx"], default="keras",
-                    help="keras (default), or onnx: RUN_DIR/model.onnx (heart-nb export) in onnxruntime, "
-                         "without TensorFlow")
+    pr.add_argument(
+        "--engine",
+        choices=["keras", "onnx"],
+        default="keras",
+        help="keras (default), or onnx: RUN_DIR/model.onnx (heart-nb export) in onnxruntime, without TensorFlow",
+    )
     pr.add_argument("--jobs", type=int, default=None, help="worker processes reading the files (default: all cores)")
-    pr.add_argument("--patients", action="store_true",
-                    help="one row per patient: the mean of the patient's recordings that pass the quality gate, "
-                         "decided at the run's patient-level thresholds")
+    pr.add_argument(
+        "--patients",
+        action="store_true",
+        help="one row per patient: the mean of the patient's recordings that pass the quality gate, "
+        "decided at the run's patient-level thresholds",
+    )
     pr.add_argument("--manifest", default=None, help="with --patients: each file's patient and site from this manifest")
-    pr.add_argument("--group-by", default=None, metavar="REGEX",
-                    help="with --patients: a file-name regex with a (?P<patient>...) group and optionally "
-                         "(?P<site>...) (default: BMD-HS names, <CLASS>_<n>_<posture>_<site>)")
-    pr.add_argument("--report", default=None, metavar="DIR",
-                    help="with --patients: write one self-contained HTML page per patient into DIR")
-    x = sub.add_parser("export", help="write a run's networks as one ONNX (or TFLite) file",
-                       description="Write RUN_DIR/model.onnx (or model.tflite, TensorFlow backend): the run's "
-                                   "networks, each with its standardisation, their mean out; input: a window after "
-                                   "the per-window normalisation; "
-                                   "predict --engine onnx uses it.")
-    x.add_argument("--run", required=True); x.add_argument("--format", choices=["onnx", "tflite"], default="onnx")
-    d = sub.add_parser("demo", help="the whole pipeline on the embedded synthetic data",
-                       description="Generate a SYNTHETIC dataset and run map → features → CNN and CRNN → evaluate → predict on it.")
-    d.add_argument("--out", default="heart_nb_demo"); d.add_argument("--epochs", type=int, default=20)
+    pr.add_argument(
+        "--group-by",
+        default=None,
+        metavar="REGEX",
+        help="with --patients: a file-name regex with a (?P<patient>...) group and optionally "
+        "(?P<site>...) (default: BMD-HS names, <CLASS>_<n>_<posture>_<site>)",
+    )
+    pr.add_argument(
+        "--report",
+        default=None,
+        metavar="DIR",
+        help="with --patients: write one self-contained HTML page per patient into DIR",
+    )
+    x = sub.add_parser(
+        "export",
+        help="write a run's networks as one ONNX (or TFLite) file",
+        description="Write RUN_DIR/model.onnx (or model.tflite, TensorFlow backend): the run's "
+        "networks, each with its standardisation, their mean out; input: a window after "
+        "the per-window normalisation; "
+        "predict --engine onnx uses it.",
+    )
+    x.add_argument("--run", required=True)
+    x.add_argument("--format", choices=["onnx", "tflite"], default="onnx")
+    d = sub.add_parser(
+        "demo",
+        help="the whole pipeline on the embedded synthetic data",
+        description="Generate a SYNTHETIC dataset and run map → features → CNN and CRNN → evaluate → predict on it.",
+    )
+    d.add_argument("--out", default="heart_nb_demo")
+    d.add_argument("--epochs", type=int, default=20)
     return p
 
 # %% ../nbs/09_cli.ipynb #fc24503c
 def _cfg(path: str | None) -> HeartConfig:
     "The config from a JSON file, or the defaults."
-    if path is None: return HeartConfig()
-    if not Path(path).exists(): raise HeartError(f"{path}: config file not found")
+    if path is None:
+        return HeartConfig()
+    if not Path(path).exists():
+        raise HeartError(f"{path}: config file not found")
     return HeartConfig.from_json(path)
+
 
 def _num(v, ci=None) -> str:
     "A metric as '0.812 [0.60, 1.00]' (its CI when given), or 'n/a' when it is undefined."
-    if v is None or v != v: return "n/a"
-    if ci is None or ci[0] is None or ci[0] != ci[0]: return f"{v:.3f}"
+    if v is None or v != v:
+        return "n/a"
+    if ci is None or ci[0] is None or ci[0] != ci[0]:
+        return f"{v:.3f}"
     return f"{v:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+
 
 def _print_metrics(res: dict) -> None:
     "The lesion macros with 95 % CIs at both levels, N on its own, the per-class table, and F1 at 0.5 for contrast."
     from heart_nb.evaluation import per_class_table
+
     print(res["protocol"] + (f" [{res['data_note']} data]" if res["data_note"] else ""))
     print(f"decisions: {res['decision']}; [95 % CI]: patients bootstrapped")
     print(f"{'level':9s} {'n':>4s}  {'lesion macro-AUROC':22s} {'lesion macro-F1':22s} {'N AUROC':8s} N F1")
@@ -164,176 +269,308 @@ def _print_metrics(res: dict) -> None:
         half = [_num(res[lvl]["at_0.5"]["lesion_macro_f1"]) for lvl in ("recording", "patient")]
         print(f"lesion macro-F1 at 0.5 for every class instead: recording {half[0]}, patient {half[1]}")
 
+
 def _manifests(paths: list[str]):
     "One manifest from one or several manifest files."
     from heart_nb.mapping import combine_manifests, read_manifest
+
     return combine_manifests([read_manifest(p) for p in paths])
 
-def _run(a) -> int:
-    "Dispatch the parsed arguments `a`; returns the exit status."
-    if a.command == "map":
-        from heart_nb.mapping import map_dataset, summarise_report, report_path
-        pattern = a.preset or a.pattern or ("bmd-hs" if a.layout == "names" else None)
-        man, rep = map_dataset(a.annotations, a.audio, a.out, pattern, a.sheet, a.layout)
-        print(summarise_report(man, rep)); print(f"wrote {a.out} and {report_path(a.out)}")
-    elif a.command == "features":
-        from heart_nb.mapping import read_manifest
-        from heart_nb.features import extract_features
-        t0 = time.time()
-        fs = extract_features(read_manifest(a.manifest), _cfg(a.config), n_jobs=a.jobs, cache_dir=a.cache,
-                              scheduler=a.scheduler)
-        print(f"{fs.X.shape[0]} windows from {len(fs.manifest) - len(fs.errors)} recordings in {time.time() - t0:.1f} s; "
-              f"{len(fs.errors)} failed; cache {a.cache}")   # each failure was already warned, one line each
-        return 1 if fs.errors else 0
-    elif a.command == "train" and a.folds is not None:
-        from heart_nb.mapping import read_manifest
-        from heart_nb.training import choose_task
-        from heart_nb.crossval import cross_validate
-        if "+" in a.model:
-            raise HeartError(f"--folds cross-validates one model at a time: pass --model baseline, cnn or crnn, not "
-                             f"{a.model} (bench/accuracy.py cross-validates each and scores their combinations)")
-        man = _manifests(a.manifest)
-        cfg = _cfg(a.config).replace(folds=a.folds)             # the config refuses folds < 2
-        task = choose_task(man) if a.task == "auto" else a.task
-        r = cross_validate(man, cfg, a.model, task, a.out, cache_dir=a.cache, epochs=a.epochs, verbose=0)
-        print(f"cross-validated {a.model.upper()} ({task}, classes {r.classes}): {a.folds} patient-wise folds, "
-              f"{r.predictions.patient_id.nunique()} patients each tested once; wrote {a.out} (heart-nb evaluate --cv {a.out})")
-    elif a.command == "train":
-        from heart_nb.mapping import read_manifest
-        from heart_nb.training import train
-        out = train(_manifests(a.manifest), a.out, _cfg(a.config), a.model, a.epochs, cache_dir=a.cache, task=a.task)
-        info = json.loads((out / "run.json").read_text())
-        nets = ", ".join(f"{k.upper()} {m['epochs_run']} epochs (best {m['best_epoch']})"
-                         for k, m in info["members"].items() if "epochs_run" in m)
-        p = info["patients"]
-        print(f"trained {a.model.upper()} ({info['task']}, classes {info['classes']}){': ' + nets if nets else ''}; "
-              f"patients train/val/test {p['train']}/{p['val']}/{p['test']}; wrote {out}")
-    elif a.command == "evaluate" and a.cv:
-        from heart_nb.crossval import load_cv, cv_rows, plot_cv
-        r = load_cv(a.cv); rows = cv_rows(r)
-        print(f"{r.model} ({r.task}): patient-wise {len(r.folds)}-fold cross-validation; mean over folds [95 % CI, patients bootstrapped]")
-        for q in rows:
-            if q["metric"] in ("lesion_macro_auroc", "lesion_macro_f1", "macro_auroc", "macro_f1", "balanced_accuracy"):
-                print(f"{q['level']:9s} {q['metric']:20s} {q['mean']:.3f} [{q['ci_low']:.3f}, {q['ci_high']:.3f}]")
-        atomic_write_text(Path(a.cv) / "cv_metrics.json", json.dumps(rows, indent=1))
-        plot_cv([r], Path(a.cv) / "cv.png")
-        print(f"wrote {Path(a.cv) / 'cv_metrics.json'} and {Path(a.cv) / 'cv.png'}")
-    elif a.command == "evaluate":
-        from heart_nb.mapping import read_manifest
-        from heart_nb.evaluation import evaluate_run
-        res = evaluate_run(a.run, read_manifest(a.manifest) if a.manifest else None, cache_dir=a.cache)
-        _print_metrics(res); print(f"wrote {Path(a.run) / 'metrics.json'} and plots")
-    elif a.command == "predict":
-        return _predict(a)
-    elif a.command == "export":
-        with _quiet_stderr():
-            from heart_nb.prediction import export_model
-            out = export_model(a.run, a.format)
-        print(f"wrote {out}")
-    elif a.command == "demo":
-        run_demo(a.out, epochs=a.epochs)
+
+def _map(args) -> int:
+    "`heart-nb map`: a manifest and its report."
+    from heart_nb.mapping import map_dataset, report_path, summarise_report
+
+    pattern = args.preset or args.pattern or ("bmd-hs" if args.layout == "names" else None)
+    man, rep = map_dataset(args.annotations, args.audio, args.out, pattern, args.sheet, args.layout)
+    print(summarise_report(man, rep))
+    print(f"wrote {args.out} and {report_path(args.out)}")
     return 0
+
+
+def _features(args) -> int:
+    "`heart-nb features`: the log-Mel windows of a manifest, into a cache (1 when any file failed)."
+    from heart_nb.features import extract_features
+    from heart_nb.mapping import read_manifest
+
+    t0 = time.time()
+    fs = extract_features(
+        read_manifest(args.manifest), _cfg(args.config), n_jobs=args.jobs, cache_dir=args.cache,
+        scheduler=args.scheduler,
+    )
+    print(
+        f"{fs.X.shape[0]} windows from {len(fs.manifest) - len(fs.errors)} recordings in {time.time() - t0:.1f} s; "
+        f"{len(fs.errors)} failed; cache {args.cache}"
+    )  # each failure was already warned, one line each
+    return 1 if fs.errors else 0
+
+
+def _train(args) -> int:
+    "`heart-nb train`: a run folder (or, with --folds, a cross-validation)."
+    from heart_nb.training import train
+
+    _keras_quietly()
+    if args.folds is not None: return _cross_validate(args)
+    out = train(_manifests(args.manifest), args.out, _cfg(args.config), args.model, args.epochs, cache_dir=args.cache,
+                task=args.task)
+    info = json.loads((out / "run.json").read_text())
+    nets = ", ".join(
+        f"{k.upper()} {m['epochs_run']} epochs (best {m['best_epoch']})"
+        for k, m in info["members"].items()
+        if "epochs_run" in m
+    )
+    p = info["patients"]
+    print(
+        f"trained {args.model.upper()} ({info['task']}, classes {info['classes']}){': ' + nets if nets else ''}; "
+        f"patients train/val/test {p['train']}/{p['val']}/{p['test']}; wrote {out}"
+    )
+    return 0
+
+
+def _cross_validate(args) -> int:
+    "`heart-nb train --folds K`: patient-wise K-fold cross-validation of one model."
+    from heart_nb.crossval import cross_validate
+    from heart_nb.training import choose_task
+
+    if "+" in args.model:
+        raise HeartError(
+            f"--folds cross-validates one model at a time: pass --model baseline, cnn or crnn, not "
+            f"{args.model} (bench/accuracy.py cross-validates each and scores their combinations)"
+        )
+    man = _manifests(args.manifest)
+    cfg = _cfg(args.config).replace(folds=args.folds)  # the config refuses folds < 2
+    task = choose_task(man) if args.task == "auto" else args.task
+    r = cross_validate(man, cfg, args.model, task, args.out, cache_dir=args.cache, epochs=args.epochs, verbose=0)
+    print(
+        f"cross-validated {args.model.upper()} ({task}, classes {r.classes}): {args.folds} patient-wise folds, "
+        f"{r.predictions.patient_id.nunique()} patients each tested once; wrote {args.out} (heart-nb evaluate --cv "
+        f"{args.out})"
+    )
+    return 0
+
+
+def _evaluate(args) -> int:
+    "`heart-nb evaluate --run R`: the run on its test patients (or a manifest's); --cv: a cross-validation."
+    from heart_nb.evaluation import evaluate_run
+    from heart_nb.mapping import read_manifest
+
+    if args.cv: return _evaluate_cv(args)
+    _keras_quietly()
+    res = evaluate_run(args.run, read_manifest(args.manifest) if args.manifest else None, cache_dir=args.cache)
+    _print_metrics(res)
+    print(f"wrote {Path(args.run) / 'metrics.json'} and plots")
+    return 0
+
+
+def _evaluate_cv(args) -> int:
+    "`heart-nb evaluate --cv DIR`: the cross-validation's metrics with patient-bootstrap CIs."
+    from heart_nb.crossval import cv_rows, load_cv, plot_cv
+
+    r = load_cv(args.cv)
+    rows = cv_rows(r)
+    print(
+        f"{r.model} ({r.task}): patient-wise {len(r.folds)}-fold cross-validation; mean over folds [95 % CI, "
+        "patients bootstrapped]"
+    )
+    for q in rows:
+        if q["metric"] in ("lesion_macro_auroc", "lesion_macro_f1", "macro_auroc", "macro_f1", "balanced_accuracy"):
+            print(f"{q['level']:9s} {q['metric']:20s} {q['mean']:.3f} [{q['ci_low']:.3f}, {q['ci_high']:.3f}]")
+    atomic_write_text(Path(args.cv) / "cv_metrics.json", json.dumps(rows, indent=1))
+    plot_cv([r], Path(args.cv) / "cv.png")
+    print(f"wrote {Path(args.cv) / 'cv_metrics.json'} and {Path(args.cv) / 'cv.png'}")
+    return 0
+
+
+def _export(args) -> int:
+    "`heart-nb export`: the run's networks as one ONNX (or TFLite) file."
+    with _quiet_stderr():
+        from heart_nb.prediction import export_model
+
+        out = export_model(args.run, args.format)
+    print(f"wrote {out}")
+    return 0
+
+
+def _demo(args) -> int:
+    "`heart-nb demo`: the whole pipeline on synthetic data."
+    _keras_quietly()
+    run_demo(args.out, epochs=args.epochs)
+    return 0
+
+
+def _run(args) -> int:
+    "Run the subcommand of the parsed `args`; its exit status."
+    commands = {"map": _map, "features": _features, "train": _train, "evaluate": _evaluate, "predict": _predict,
+                "export": _export, "demo": _demo}
+    return commands[args.command](args)
+
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `heart-nb` console script."
-    a = _parser().parse_args(argv)
+    args = _parser().parse_args(argv)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module="keras")
         warnings.showwarning = lambda msg, *_, **__: print(f"heart-nb: warning: {msg}", file=sys.stderr)
-        try: return _run(a)
+        try:
+            return _run(args)
         except (HeartError, FileNotFoundError, PermissionError) as e:
-            print(f"heart-nb: error: {e}", file=sys.stderr); return 2
+            print(f"heart-nb: error: {e}", file=sys.stderr)
+            return 2
         except KeyboardInterrupt:
-            print("heart-nb: interrupted", file=sys.stderr); return 130
+            print("heart-nb: interrupted", file=sys.stderr)
+            return 130
 
 # %% ../nbs/09_cli.ipynb #5c13cd34
+def _keras_quietly() -> None:
+    "Import Keras and run one tiny layer with file descriptor 2 closed: TensorFlow's start-up lines never show."
+    import numpy as np
+
+    with _quiet_stderr():
+        from heart_nb.models import keras
+
+        keras.layers.Dense(1)(np.zeros((1, 1), np.float32))
+
+
 class _quiet_stderr:
     "File descriptor 2 pointed at /dev/null inside the block: TensorFlow's C++ start-up lines never reach the terminal."
+
     def __enter__(self):
         sys.stderr.flush()
         self.saved = os.dup(2)
-        null = os.open(os.devnull, os.O_WRONLY); os.dup2(null, 2); os.close(null)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+
     def __exit__(self, *exc):
         sys.stderr.flush()
-        os.dup2(self.saved, 2); os.close(self.saved)
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+
 
 def _sources(sources: list[str]) -> list:
-    "What to predict, in order: each audio file (found recursively in folders), or an error row for a source that is "
+    "What to predict, in order: each audio file (found recursively in folders), or an error row for a source that is"
     "missing or a folder without audio (checked before any model loads)."
-    from heart_nb.prediction import AUDIO_SUFFIXES, audio_files
+    from heart_nb.core import AUDIO_SUFFIXES
+    from heart_nb.prediction import audio_files
+
     plan = []
-    def bad(s, why): return {"path": s, "prediction": "", "quality": "", "heart_rate_bpm": None, "error": f"{s}: {why}"}
+
+    def bad(s, why):
+        return {"path": s, "prediction": "", "quality": "", "heart_rate_bpm": None, "error": f"{s}: {why}"}
+
     for s in sources:
         found = audio_files(s)
-        if Path(s).is_dir() and found == [Path(s)]: plan.append(bad(s, f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder"))
-        elif not Path(s).exists(): plan.append(bad(s, "no such file"))
-        else: plan += found
+        if Path(s).is_dir() and found == [Path(s)]:
+            plan.append(bad(s, f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder"))
+        elif not Path(s).exists():
+            plan.append(bad(s, "no such file"))
+        else:
+            plan += found
     return plan
 
-def _predict(a) -> int:
+
+def _predict(args) -> int:
     "`heart-nb predict`: one row per file (or patient) on stdout, errors one line each on stderr."
     import numpy as np
+
     from heart_nb.prediction import Predictor
-    if (a.manifest or a.group_by or a.report) and not a.patients:
+
+    if (args.manifest or args.group_by or args.report) and not args.patients:
         raise HeartError("--manifest, --group-by and --report need --patients")
-    if a.manifest and a.group_by: raise HeartError("--patients groups by --manifest or by --group-by, not both")
-    plan = _sources(a.files)
+    if args.manifest and args.group_by:
+        raise HeartError("--patients groups by --manifest or by --group-by, not both")
+    plan = _sources(args.files)
     files = [p for p in plan if not isinstance(p, dict)]
-    if len(plan) == 1 and not files and Path(a.files[0]).is_dir(): raise HeartError(f"no audio files in {a.files[0]}")
+    if len(plan) == 1 and not files and Path(args.files[0]).is_dir():
+        raise HeartError(f"no audio files in {args.files[0]}")
     manifest = None
-    if a.manifest:
+    if args.manifest:
         from heart_nb.mapping import read_manifest
-        manifest = read_manifest(a.manifest)
-    if a.group_by:
+
+        manifest = read_manifest(args.manifest)
+    if args.group_by:
         from heart_nb.mapping import compile_pattern
-        compile_pattern(a.group_by)                           # a bad pattern is refused before the model loads
+
+        compile_pattern(args.group_by)  # a bad pattern is refused before the model loads
     pred = None
     if files:
-        with _quiet_stderr():                                 # keras import, model loading and the first call
-            pred = Predictor(a.run, engine=a.engine)
+        with _quiet_stderr():  # keras import, model loading and the first call
+            pred = Predictor(args.run, engine=args.engine)
             cfg = pred.run.cfg
             pred.probabilities(np.zeros((1, cfg.n_mels, cfg.n_frames), np.float32))
-    if a.patients and pred is not None: return _print_patients(a, pred, plan, manifest)
-    done = iter(pred.predict_many(files, progress=len(files) > 3, n_jobs=a.jobs) if pred else [])
+    if args.patients and pred is not None:
+        return _print_patients(args, pred, plan, manifest)
+    done = iter(pred.predict_many(files, progress=len(files) > 3, n_jobs=args.jobs) if pred else [])
     rows = [p if isinstance(p, dict) else next(done) for p in plan]
     for r in rows:
-        if r["error"]: print(f"heart-nb: error: {r['error']}", file=sys.stderr)
-        if a.json: print(json.dumps(r)); continue
-        if r["error"]: continue
+        if r["error"]:
+            print(f"heart-nb: error: {r['error']}", file=sys.stderr)
+        if args.json:
+            print(json.dumps(r))
+            continue
+        if r["error"]:
+            continue
         hr = "n/a" if r["heart_rate_bpm"] is None else f"{r['heart_rate_bpm']:.0f} bpm"
-        print(f"{r['path']}: {r['prediction']}  ({', '.join(f'{c} {v:.3f}' for c, v in r['probabilities'].items())}; "
-              f"heart rate {hr}; quality {r['quality']})")
-    if a.csv and pred is not None:
-        flat = [{k: v for k, v in r.items() if k != "probabilities"} | {f"p_{c}": r.get("probabilities", {}).get(c)
-                for c in pred.classes} for r in rows]
-        with atomic_path(a.csv) as t: pd.DataFrame(flat).to_csv(t, index=False)
+        print(
+            f"{r['path']}: {r['prediction']}  ({', '.join(f'{c} {v:.3f}' for c, v in r['probabilities'].items())}; "
+            f"heart rate {hr}; quality {r['quality']})"
+        )
+    if args.csv and pred is not None:
+        flat = [
+            {k: v for k, v in r.items() if k != "probabilities"}
+            | {f"p_{c}": r.get("probabilities", {}).get(c) for c in pred.classes}
+            for r in rows
+        ]
+        with atomic_path(args.csv) as t:
+            pd.DataFrame(flat).to_csv(t, index=False)
     return 1 if any(r["error"] for r in rows) else 0
 
-def _print_patients(a, pred, plan: list, manifest) -> int:
+
+def _print_patients(args, pred, plan: list, manifest) -> int:
     "`heart-nb predict --patients`: one row per patient; --report writes a page each."
-    from heart_nb.prediction import predict_patients, patient_report
+    from heart_nb.prediction import patient_report, predict_patients
+
     files = [p for p in plan if not isinstance(p, dict)]
-    pats, recs = predict_patients(pred, files, a.group_by or "bmd-hs", manifest, progress=len(files) > 3, n_jobs=a.jobs)
+    pattern = args.group_by or "bmd-hs"
+    pats, recs = predict_patients(pred, files, pattern, manifest, progress=len(files) > 3, n_jobs=args.jobs)
     recs = [p for p in plan if isinstance(p, dict)] + recs
     for r in recs:
-        if r["error"]: print(f"heart-nb: error: {r['error']}", file=sys.stderr)
+        if r["error"]:
+            print(f"heart-nb: error: {r['error']}", file=sys.stderr)
     for p in pats:
-        if a.json: print(json.dumps({k: v for k, v in p.items() if not k.startswith("_")})); continue
+        if args.json:
+            print(json.dumps({k: v for k, v in p.items() if not k.startswith("_")}))
+            continue
         probs = ", ".join(f"{c} {v:.3f}" for c, v in p["probabilities"].items())
-        why = "; left out: " + "; ".join(f"{f}: {q}" for f, q in p["left_out"].items()) if p["prediction"] == "unknown" else ""
-        print(f"{p['patient']}: {p['prediction']}  ({probs}{'; ' if probs else ''}{p['recordings_used']} recordings used, "
-              f"{p['recordings_left_out']} left out by the quality gate{why})")
-    if a.csv:
-        flat = [{"patient": p["patient"], "prediction": p["prediction"], "recordings_used": p["recordings_used"],
-                 "recordings_left_out": p["recordings_left_out"], **{f"p_{c}": p["probabilities"].get(c) for c in pred.classes}}
-                for p in pats]
-        with atomic_path(a.csv) as t: pd.DataFrame(flat).to_csv(t, index=False)
-    if a.report:
-        pages = [patient_report(pred, p, recs, a.report) for p in pats]
-        print(f"wrote {len(pages)} patient pages into {a.report}", file=sys.stderr)
+        why = (
+            "; left out: " + "; ".join(f"{f}: {q}" for f, q in p["left_out"].items())
+            if p["prediction"] == "unknown"
+            else ""
+        )
+        print(
+            f"{p['patient']}: {p['prediction']}  ({probs}{'; ' if probs else ''}{p['recordings_used']} recordings "
+            "used, "
+            f"{p['recordings_left_out']} left out by the quality gate{why})"
+        )
+    if args.csv:
+        flat = [
+            {
+                "patient": p["patient"],
+                "prediction": p["prediction"],
+                "recordings_used": p["recordings_used"],
+                "recordings_left_out": p["recordings_left_out"],
+                **{f"p_{c}": p["probabilities"].get(c) for c in pred.classes},
+            }
+            for p in pats
+        ]
+        with atomic_path(args.csv) as t:
+            pd.DataFrame(flat).to_csv(t, index=False)
+    if args.report:
+        pages = [patient_report(pred, p, recs, args.report) for p in pats]
+        print(f"wrote {len(pages)} patient pages into {args.report}", file=sys.stderr)
     return 1 if any(r["error"] for r in recs) else 0
-
 
 # %% ../nbs/09_cli.ipynb #ceaf4568
 #| eval: false
-if __name__ == "__main__": sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

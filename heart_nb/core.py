@@ -4,26 +4,40 @@
 
 # %% ../nbs/00_core.ipynb #f0c147e2
 from __future__ import annotations
-import contextlib, os, json, random, dataclasses, uuid
-from dataclasses import dataclass, field, asdict
+
+import contextlib
+import dataclasses
+import json
+import os
+import random
+import uuid
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
 import numpy as np
+
 # TensorFlow reads these when it is first imported: no CPU-feature banner, Keras on TensorFlow by default.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 # %% auto #0
-__all__ = ['CLASSES', 'LESIONS', 'SHIPPED', 'CLASS_NAMES', 'HeartError', 'HeartConfig', 'atomic_path', 'atomic_write_text',
-           'seed_everything', 'find_bmdhs']
+__all__ = ['CLASSES', 'LESIONS', 'AUDIO_SUFFIXES', 'SHIPPED', 'CLASS_NAMES', 'HeartError', 'HeartConfig', 'atomic_path',
+           'atomic_write_text', 'seed_everything', 'find_bmdhs']
 
 # %% ../nbs/00_core.ipynb #5da0b6dd
 CLASSES: tuple[str, ...] = ("N", "AR", "MR", "TR", "AS", "MS", "PS")
 LESIONS: tuple[str, ...] = CLASSES[1:]
-SHIPPED: str = "baseline+cnn"           # the model `heart-nb train` ships: what cross-validation found best
+AUDIO_SUFFIXES: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3")  # what counts as a recording, everywhere
+SHIPPED: str = "baseline+cnn"  # the model `heart-nb train` ships: what cross-validation found best
 CLASS_NAMES: dict[str, str] = {
-    "N": "Normal", "AR": "Aortic regurgitation", "MR": "Mitral regurgitation",
-    "TR": "Tricuspid regurgitation", "AS": "Aortic stenosis", "MS": "Mitral stenosis",
-    "PS": "Pulmonary stenosis"}
+    "N": "Normal",
+    "AR": "Aortic regurgitation",
+    "MR": "Mitral regurgitation",
+    "TR": "Tricuspid regurgitation",
+    "AS": "Aortic stenosis",
+    "MS": "Mitral stenosis",
+    "PS": "Pulmonary stenosis",
+}
 
 # %% ../nbs/00_core.ipynb #37696ca3
 class HeartError(ValueError):
@@ -33,16 +47,17 @@ class HeartError(ValueError):
 @dataclass(frozen=True)
 class HeartConfig:
     "Every parameter of the pipeline: audio, windows, log-Mel, models, training and seeds."
+
     # audio
-    sr: int = 4000                      # target sample rate (Hz); every file is resampled to it
+    sr: int = 4000  # target sample rate (Hz); every file is resampled to it
     band: tuple[float, float] = (25.0, 800.0)  # zero-phase band-pass (Hz); 800 keeps AR's high diastolic murmur
-    min_duration_s: float = 1.0         # shorter recordings are refused
+    min_duration_s: float = 1.0  # shorter recordings are refused
     # windows
-    window_s: float = 5.0               # window length (s)
-    window_hop_s: float = 5.0           # hop between window starts (s): no overlap
+    window_s: float = 5.0  # window length (s)
+    window_hop_s: float = 5.0  # hop between window starts (s): no overlap
     # log-Mel
     n_fft: int = 256
-    hop_length: int = 160               # 40 ms frames
+    hop_length: int = 160  # 40 ms frames
     n_mels: int = 64
     fmin: float = 20.0
     fmax: float = 800.0
@@ -52,82 +67,117 @@ class HeartConfig:
     dense_units: int = 64
     dropout: float = 0.3
     # training
-    learning_rate: float = 3e-3         # peak learning rate (Adam)
-    schedule: str = "cosine"            # 'cosine': linear warm-up, cosine decay, then a floor; 'constant'
-    warmup_epochs: int = 3              # epochs of linear warm-up from a tenth of the peak rate
-    decay_epochs: int = 40              # the epoch at which the cosine reaches its floor
-    min_lr_frac: float = 0.02           # the floor, as a fraction of the peak rate
+    learning_rate: float = 3e-3  # peak learning rate (Adam)
+    schedule: str = "cosine"  # 'cosine': linear warm-up, cosine decay, then a floor; 'constant'
+    warmup_epochs: int = 3  # epochs of linear warm-up from a tenth of the peak rate
+    decay_epochs: int = 40  # the epoch at which the cosine reaches its floor
+    min_lr_frac: float = 0.02  # the floor, as a fraction of the peak rate
     batch_size: int = 32
-    epochs: int = 100                   # at most; early stopping ends training first
-    patience: int = 10                  # epochs without a better validation loss before stopping
-    min_delta: float = 0.002            # a validation loss must fall by this much to count as better
+    epochs: int = 100  # at most; early stopping ends training first
+    patience: int = 10  # epochs without a better validation loss before stopping
+    min_delta: float = 0.002  # a validation loss must fall by this much to count as better
     val_frac: float = 0.15
     test_frac: float = 0.2
-    folds: int = 5                      # patient-wise cross-validation folds
-    augment: float = 0.5                # probability of each augmentation per training window (0: off)
-    aug_gain_db: float = 6.0            # random gain range (± dB)
-    aug_mask_bands: int = 8             # SpecAugment: widest Mel-band mask
-    aug_mask_frames: int = 25           # SpecAugment: widest time mask (frames)
-    train_windows: int = 0              # k > 0: k windows drawn afresh per training recording each epoch; 0: all
-    aug_device: bool = True             # stethoscope simulation: random EQ (±6 dB), band limits, noise, hum
-    aug_reverse: bool = False           # time reversal
-    aug_crop_s: float = 0.0             # > 0: crops of aug_crop_s..window_s seconds, repeated to fill the window
-    normalise: str = "window"           # before the standardiser: 'window' (band means out), 'pcen', 'global' (none)
-    baseline_copies: int = 2            # the baseline also trains on this many augmented copies of each recording
-    baseline_crop_s: float = 1.5        # ... whose windows are cropped to baseline_crop_s..window_s (aug_crop_s)
-    baseline_c: float = 0.05            # the baseline's inverse L2 strength (logistic regression C)
-    baseline_norm: str = "none"         # 'band': each band's median level out of a recording before its summary
-    distribution: str = "none"          # 'data_parallel': every batch split over all GPUs (or CPUs) of this machine
+    folds: int = 5  # patient-wise cross-validation folds
+    augment: float = 0.5  # probability of each augmentation per training window (0: off)
+    aug_gain_db: float = 6.0  # random gain range (± dB)
+    aug_mask_bands: int = 8  # SpecAugment: widest Mel-band mask
+    aug_mask_frames: int = 25  # SpecAugment: widest time mask (frames)
+    train_windows: int = 0  # k > 0: k windows drawn afresh per training recording each epoch; 0: all
+    aug_device: bool = True  # stethoscope simulation: random EQ (±6 dB), band limits, noise, hum
+    aug_reverse: bool = False  # time reversal
+    aug_crop_s: float = 0.0  # > 0: crops of aug_crop_s..window_s seconds, repeated to fill the window
+    normalise: str = "window"  # before the standardiser: 'window' (band means out), 'pcen', 'global' (none)
+    baseline_copies: int = 2  # the baseline also trains on this many augmented copies of each recording
+    baseline_crop_s: float = 1.5  # ... whose windows are cropped to baseline_crop_s..window_s (aug_crop_s)
+    baseline_c: float = 0.05  # the baseline's inverse L2 strength (logistic regression C)
+    baseline_norm: str = "none"  # 'band': each band's median level out of a recording before its summary
+    distribution: str = "none"  # 'data_parallel': every batch split over all GPUs (or CPUs) of this machine
     seed: int = 42
 
     def __post_init__(self):
         # JSON gives lists; keep tuples so the dataclass stays hashable
         for name in ("band", "conv_filters"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+
         def need(ok, msg):
-            if not ok: raise HeartError(f"HeartConfig: {msg}")
+            if not ok:
+                raise HeartError(f"HeartConfig: {msg}")
+
         need(self.sr > 0, f"sr must be positive, got {self.sr}")
         lo, hi = self.band
-        need(0 < lo < hi < self.sr / 2, f"band must satisfy 0 < low < high < sr/2 = {self.sr/2:g}, got {self.band}")
+        need(0 < lo < hi < self.sr / 2, f"band must satisfy 0 < low < high < sr/2 = {self.sr / 2:g}, got {self.band}")
         need(self.window_s > 0, f"window_s must be positive, got {self.window_s}")
         need(0 < self.window_hop_s, f"window_hop_s must be positive, got {self.window_hop_s}")
         need(self.min_duration_s >= 0, f"min_duration_s must be >= 0, got {self.min_duration_s}")
         need(0 < self.hop_length <= self.n_fft, f"hop_length must be in (0, n_fft={self.n_fft}], got {self.hop_length}")
-        need(self.n_fft <= self.window_samples, f"n_fft={self.n_fft} is longer than a window ({self.window_samples} samples)")
-        need(0 <= self.fmin < self.fmax <= self.sr / 2, f"mel range must satisfy 0 <= fmin < fmax <= sr/2 = {self.sr/2:g}, got ({self.fmin}, {self.fmax})")
+        need(
+            self.n_fft <= self.window_samples,
+            f"n_fft={self.n_fft} is longer than a window ({self.window_samples} samples)",
+        )
+        need(
+            0 <= self.fmin < self.fmax <= self.sr / 2,
+            f"mel range must satisfy 0 <= fmin < fmax <= sr/2 = {self.sr / 2:g}, got ({self.fmin}, {self.fmax})",
+        )
         need(self.n_mels > 0, f"n_mels must be positive, got {self.n_mels}")
-        need(len(self.conv_filters) > 0 and all(f > 0 for f in self.conv_filters), f"conv_filters must be positive ints, got {self.conv_filters}")
+        need(
+            len(self.conv_filters) > 0 and all(f > 0 for f in self.conv_filters),
+            f"conv_filters must be positive ints, got {self.conv_filters}",
+        )
         need(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
-        need(0 < self.val_frac < 1 and 0 <= self.test_frac < 1 and self.val_frac + self.test_frac < 1,
-             f"val_frac and test_frac must be in (0,1) and sum below 1, got {self.val_frac}, {self.test_frac}")
-        need(self.epochs > 0 and self.batch_size > 0 and self.patience >= 0, "epochs, batch_size must be positive and patience >= 0")
+        need(
+            0 < self.val_frac < 1 and 0 <= self.test_frac < 1 and self.val_frac + self.test_frac < 1,
+            f"val_frac and test_frac must be in (0,1) and sum below 1, got {self.val_frac}, {self.test_frac}",
+        )
+        need(
+            self.epochs > 0 and self.batch_size > 0 and self.patience >= 0,
+            "epochs, batch_size must be positive and patience >= 0",
+        )
         need(self.min_delta >= 0, f"min_delta must be >= 0, got {self.min_delta}")
         need(self.folds >= 2, f"folds must be >= 2, got {self.folds}")
         need(0 <= self.augment <= 1, f"augment must be a probability in [0, 1], got {self.augment}")
         need(self.schedule in ("cosine", "constant"), f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
-        need(0 <= self.warmup_epochs < self.decay_epochs,
-             f"need 0 <= warmup_epochs < decay_epochs, got {self.warmup_epochs}, {self.decay_epochs}")
+        need(
+            0 <= self.warmup_epochs < self.decay_epochs,
+            f"need 0 <= warmup_epochs < decay_epochs, got {self.warmup_epochs}, {self.decay_epochs}",
+        )
         need(0 < self.min_lr_frac <= 1, f"min_lr_frac must be in (0, 1], got {self.min_lr_frac}")
         need(0 <= self.aug_crop_s <= self.window_s, f"aug_crop_s must be in [0, window_s], got {self.aug_crop_s}")
         need(self.baseline_copies >= 0, f"baseline_copies must be >= 0, got {self.baseline_copies}")
-        need(0 <= self.baseline_crop_s <= self.window_s,
-             f"baseline_crop_s must be in [0, window_s], got {self.baseline_crop_s}")
+        need(
+            0 <= self.baseline_crop_s <= self.window_s,
+            f"baseline_crop_s must be in [0, window_s], got {self.baseline_crop_s}",
+        )
         need(self.baseline_c > 0, f"baseline_c must be > 0, got {self.baseline_c}")
-        need(self.baseline_norm in ("none", "band"), f"baseline_norm must be 'none' or 'band', got {self.baseline_norm!r}")
-        need(self.normalise in ("global", "window", "pcen"),
-             f"normalise must be 'global', 'window' or 'pcen', got {self.normalise!r}")
+        need(
+            self.baseline_norm in ("none", "band"),
+            f"baseline_norm must be 'none' or 'band', got {self.baseline_norm!r}",
+        )
+        need(
+            self.normalise in ("global", "window", "pcen"),
+            f"normalise must be 'global', 'window' or 'pcen', got {self.normalise!r}",
+        )
         need(self.train_windows >= 0, f"train_windows must be >= 0 (0: all), got {self.train_windows}")
-        need(self.distribution in ("none", "data_parallel"),
-             f"distribution must be 'none' or 'data_parallel', got {self.distribution!r}")
+        need(
+            self.distribution in ("none", "data_parallel"),
+            f"distribution must be 'none' or 'data_parallel', got {self.distribution!r}",
+        )
 
     @property
-    def window_samples(self) -> int: return int(round(self.window_s * self.sr))
+    def window_samples(self) -> int:
+        return int(round(self.window_s * self.sr))
+
     @property
-    def window_hop_samples(self) -> int: return int(round(self.window_hop_s * self.sr))
+    def window_hop_samples(self) -> int:
+        return int(round(self.window_hop_s * self.sr))
+
     @property
-    def n_frames(self) -> int: return 1 + self.window_samples // self.hop_length
+    def n_frames(self) -> int:
+        return 1 + self.window_samples // self.hop_length
+
     @property
-    def input_shape(self) -> tuple[int, int, int]: return (self.n_mels, self.n_frames, 1)
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.n_mels, self.n_frames, 1)
 
     def replace(self, **changes) -> "HeartConfig":
         "A copy with `changes` applied (validated again)."
@@ -136,7 +186,8 @@ class HeartConfig:
     def to_json(self, path: str | Path | None = None) -> str:
         "The config as JSON text, also written to `path` when given."
         text = json.dumps(asdict(self), indent=1)
-        if path is not None: atomic_write_text(path, text)
+        if path is not None:
+            atomic_write_text(path, text)
         return text
 
     @classmethod
@@ -145,7 +196,8 @@ class HeartConfig:
         text = Path(src).read_text() if not str(src).lstrip().startswith("{") else str(src)
         d = json.loads(text)
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
-        if unknown: raise HeartError(f"HeartConfig: unknown key(s) {unknown} in {str(src)[:80]}")
+        if unknown:
+            raise HeartError(f"HeartConfig: unknown key(s) {unknown} in {str(src)[:80]}")
         return cls(**d)
 
 # %% ../nbs/00_core.ipynb #0038e7af
@@ -157,18 +209,23 @@ def atomic_path(path: str | Path):
     try:
         yield tmp
         os.replace(tmp, path)
-    finally: tmp.unlink(missing_ok=True)
+    finally:
+        tmp.unlink(missing_ok=True)
+
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     "Write `text` to `path` atomically."
-    with atomic_path(path) as t: t.write_text(text)
+    with atomic_path(path) as t:
+        t.write_text(text)
 
 # %% ../nbs/00_core.ipynb #295ffa05
 def seed_everything(seed: int) -> None:
     "Seed Python, NumPy and, when Keras is already imported, Keras/TensorFlow."
-    random.seed(seed); np.random.seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
     import sys
+
     if "keras" in sys.modules:
         sys.modules["keras"].utils.set_random_seed(seed)
 
@@ -176,9 +233,11 @@ def seed_everything(seed: int) -> None:
 def find_bmdhs(start: str | Path | None = None) -> Path | None:
     "The BMD-HS folder (`HEART_NB_BMDHS` or `../shared/data/bmd-hs` upwards from `start`), or None."
     env = os.environ.get("HEART_NB_BMDHS")
-    if env: return Path(env) if (Path(env) / "audio").is_dir() else None
+    if env:
+        return Path(env) if (Path(env) / "audio").is_dir() else None
     here = Path(start or Path.cwd()).resolve()
     for d in [here, *here.parents]:
         cand = d / "shared" / "data" / "bmd-hs"
-        if (cand / "audio").is_dir(): return cand
+        if (cand / "audio").is_dir():
+            return cand
     return None

@@ -4,10 +4,12 @@
 
 # %% ../nbs/04_models.ipynb #bf2b1bb7
 from __future__ import annotations
-import numpy as np
-from .core import HeartConfig, HeartError  # first: sets TensorFlow's log level before it is imported
+
 import keras
+import numpy as np
 from keras import layers, ops
+
+from .core import HeartConfig, HeartError  # first: sets TensorFlow's log level before it is imported
 
 # %% auto #0
 __all__ = ['MODEL_BUILDERS', 'build_cnn', 'AttentionPooling', 'build_crnn', 'build_model', 'masked_binary_crossentropy',
@@ -21,17 +23,22 @@ def _conv_block(x, filters: int, pool: tuple[int, int], name: str):
     x = layers.Activation("relu", name=f"{name}_relu")(x)
     return layers.MaxPooling2D(pool, name=f"{name}_pool")(x)
 
+
 def _input(cfg: HeartConfig, builder: str, n_classes: int, multilabel: bool):
     "The log-Mel input layer, after checking that `n_classes` suits the task."
-    if n_classes < 2 and not multilabel: raise HeartError(f"{builder}: a multi-class model needs n_classes >= 2, got {n_classes}")
-    if n_classes < 1: raise HeartError(f"{builder}: n_classes must be >= 1, got {n_classes}")
+    if n_classes < 2 and not multilabel:
+        raise HeartError(f"{builder}: a multi-class model needs n_classes >= 2, got {n_classes}")
+    if n_classes < 1:
+        raise HeartError(f"{builder}: n_classes must be >= 1, got {n_classes}")
     return keras.Input(cfg.input_shape, name="log_mel")
+
 
 def _to_sequence(x):
     "Conv features (freq, time, channels) → a sequence (time, freq × channels)."
     x = layers.Permute((2, 1, 3), name="time_first")(x)
     _, t, fr, ch = x.shape
     return layers.Reshape((t, fr * ch), name="sequence")(x)
+
 
 def _head(x, n_classes: int, multilabel: bool, cfg: HeartConfig):
     "Dropout → dense → dropout → output layer (sigmoid for multi-label, softmax otherwise)."
@@ -44,7 +51,8 @@ def _head(x, n_classes: int, multilabel: bool, cfg: HeartConfig):
 def build_cnn(cfg: HeartConfig, n_classes: int, multilabel: bool = False) -> keras.Model:
     "A 2-D CNN over log-Mel windows: conv blocks → average over time → dense → `n_classes` outputs."
     inp = x = _input(cfg, "build_cnn", n_classes, multilabel)
-    for i, f in enumerate(cfg.conv_filters): x = _conv_block(x, f, (2, 2), f"block{i + 1}")
+    for i, f in enumerate(cfg.conv_filters):
+        x = _conv_block(x, f, (2, 2), f"block{i + 1}")
     x = layers.GlobalAveragePooling1D(name="time_average")(_to_sequence(x))
     return keras.Model(inp, _head(x, n_classes, multilabel, cfg), name="heart_cnn")
 
@@ -52,6 +60,7 @@ def build_cnn(cfg: HeartConfig, n_classes: int, multilabel: bool = False) -> ker
 @keras.saving.register_keras_serializable(package="heart_nb")
 class AttentionPooling(layers.Layer):
     "Attention pooling over time: (batch, time, features) → (batch, features)."
+
     def __init__(self, units: int = 32, **kwargs):
         super().__init__(**kwargs)
         self.units = units
@@ -71,24 +80,31 @@ class AttentionPooling(layers.Layer):
         w = self.weights_for(seq)
         return ops.sum(seq * ops.expand_dims(w, -1), axis=1)
 
-    def compute_output_shape(self, input_shape): return (input_shape[0], input_shape[-1])
-    def get_config(self): return {**super().get_config(), "units": self.units}
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
 
 # %% ../nbs/04_models.ipynb #9611da04
 def build_crnn(cfg: HeartConfig, n_classes: int, multilabel: bool = False) -> keras.Model:
     "A CRNN: conv blocks → bidirectional LSTM → attention pooling → dense → `n_classes` outputs."
     inp = x = _input(cfg, "build_crnn", n_classes, multilabel)
-    for i, f in enumerate(cfg.conv_filters): x = _conv_block(x, f, (2, 2) if i == 0 else (2, 1), f"block{i + 1}")
-    lstm = layers.LSTM(cfg.lstm_units, return_sequences=True, unroll=True)     # unrolled: same maths, faster on a CPU
+    for i, f in enumerate(cfg.conv_filters):
+        x = _conv_block(x, f, (2, 2) if i == 0 else (2, 1), f"block{i + 1}")
+    lstm = layers.LSTM(cfg.lstm_units, return_sequences=True, unroll=True)  # unrolled: same maths, faster on a CPU
     x = layers.Bidirectional(lstm, name="bilstm")(_to_sequence(x))
     x = AttentionPooling(cfg.lstm_units, name="attention")(x)
     return keras.Model(inp, _head(x, n_classes, multilabel, cfg), name="heart_crnn")
 
+
 MODEL_BUILDERS = {"cnn": build_cnn, "crnn": build_crnn}
+
 
 def build_model(kind: str, cfg: HeartConfig, n_classes: int, multilabel: bool = False) -> keras.Model:
     "The model `kind` ('cnn' or 'crnn')."
-    if kind not in MODEL_BUILDERS: raise HeartError(f"unknown model {kind!r}; expected one of {list(MODEL_BUILDERS)}")
+    if kind not in MODEL_BUILDERS:
+        raise HeartError(f"unknown model {kind!r}; expected one of {list(MODEL_BUILDERS)}")
     return MODEL_BUILDERS[kind](cfg, n_classes, multilabel)
 
 # %% ../nbs/04_models.ipynb #23ecfbfc
@@ -105,8 +121,10 @@ def masked_binary_crossentropy(y_true, y_pred):
 # %% ../nbs/04_models.ipynb #17ee2442
 def attention_weights(model: keras.Model, X: np.ndarray) -> np.ndarray:
     "Attention weights (n, time steps) of a CRNN for standardised windows `X`."
-    try: att = model.get_layer("attention")
-    except ValueError: raise HeartError(f"model {model.name!r} has no attention layer (only the CRNN has one)") from None
+    try:
+        att = model.get_layer("attention")
+    except ValueError:
+        raise HeartError(f"model {model.name!r} has no attention layer (only the CRNN has one)") from None
     seq = keras.Model(model.inputs, model.get_layer("bilstm").output).predict(X, verbose=0)
     return ops.convert_to_numpy(att.weights_for(seq))
 
@@ -117,17 +135,19 @@ def grad_cam(model: keras.Model, X: np.ndarray, class_index: int) -> np.ndarray:
         raise HeartError(f"grad_cam: model {model.name!r} is not the CNN (the CRNN has attention_weights)")
     if not 0 <= class_index < model.output_shape[-1]:
         raise HeartError(f"grad_cam: class_index {class_index} outside 0..{model.output_shape[-1] - 1}")
-    S = keras.Model(model.inputs, model.get_layer("sequence").output).predict(X, verbose=0)   # (n, time, features)
+    S = keras.Model(model.inputs, model.get_layer("sequence").output).predict(X, verbose=0)  # (n, time, features)
     W1, b1 = model.get_layer("dense").get_weights()
     W2, b2 = model.get_layer("probs").get_weights()
     h = S.mean(axis=1) @ W1 + b1
     z = np.maximum(h, 0) @ W2 + b2
     if model.layers[-1].activation.__name__ == "sigmoid":
         p = 1 / (1 + np.exp(-z))
-        dz = np.zeros_like(z); dz[:, class_index] = p[:, class_index] * (1 - p[:, class_index])   # d sigmoid_c / d z
+        dz = np.zeros_like(z)
+        dz[:, class_index] = p[:, class_index] * (1 - p[:, class_index])  # d sigmoid_c / d z
     else:
-        p = np.exp(z - z.max(1, keepdims=True)); p /= p.sum(1, keepdims=True)
-        dz = p[:, class_index, None] * (np.eye(z.shape[1])[class_index] - p)                   # d softmax_c / d z
-    g = ((dz @ W2.T) * (h > 0)) @ W1.T                                          # d p_c / d pooled features
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        dz = p[:, class_index, None] * (np.eye(z.shape[1])[class_index] - p)  # d softmax_c / d z
+    g = ((dz @ W2.T) * (h > 0)) @ W1.T  # d p_c / d pooled features
     cam = np.maximum(np.einsum("ntf,nf->nt", S, g), 0)
     return cam / (cam.max(axis=1, keepdims=True) + 1e-12)

@@ -4,10 +4,15 @@
 
 # %% ../nbs/08_synthetic.ipynb #f27c1d5c
 from __future__ import annotations
+
 from dataclasses import dataclass
 from pathlib import Path
-import numpy as np, pandas as pd, soundfile as sf
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
 from scipy import signal
+
 from .core import CLASSES, HeartConfig, HeartError
 
 # %% auto #0
@@ -17,13 +22,15 @@ __all__ = ['MURMURS', 'SITES', 'synth_heart_sound', 'SyntheticDataset', 'make_sy
 # %% ../nbs/08_synthetic.ipynb #610e49da
 MURMURS: dict[str, dict] = {
     # phase: systole|diastole; start/end as fractions of the phase; shape of the envelope; band in Hz
-    "N":  dict(),
-    "AS": dict(phase="systole",  start=0.10, end=0.90, shape="diamond",     band=(120, 380), peak=0.50, site="Aor"),
-    "PS": dict(phase="systole",  start=0.05, end=0.75, shape="diamond",     band=(60, 220),  peak=0.30, site="Pul", click=True),
-    "MR": dict(phase="systole",  start=0.00, end=1.00, shape="plateau",     band=(180, 400), site="Mit"),
-    "TR": dict(phase="systole",  start=0.00, end=1.00, shape="plateau",     band=(70, 200),  site="Tri", respiratory=True),
+    "N": dict(),
+    "AS": dict(phase="systole", start=0.10, end=0.90, shape="diamond", band=(120, 380), peak=0.50, site="Aor"),
+    "PS": dict(
+        phase="systole", start=0.05, end=0.75, shape="diamond", band=(60, 220), peak=0.30, site="Pul", click=True
+    ),
+    "MR": dict(phase="systole", start=0.00, end=1.00, shape="plateau", band=(180, 400), site="Mit"),
+    "TR": dict(phase="systole", start=0.00, end=1.00, shape="plateau", band=(70, 200), site="Tri", respiratory=True),
     "AR": dict(phase="diastole", start=0.00, end=0.60, shape="decrescendo", band=(200, 400), site="Aor"),
-    "MS": dict(phase="diastole", start=0.25, end=1.00, shape="rumble",      band=(30, 100),  site="Mit", snap=True),
+    "MS": dict(phase="diastole", start=0.25, end=1.00, shape="rumble", band=(30, 100), site="Mit", snap=True),
 }
 SITES: tuple[str, ...] = ("Aor", "Pul", "Tri", "Mit")
 
@@ -41,60 +48,83 @@ def _envelope(shape: str, n: int, peak: float = 0.5) -> np.ndarray:
         return 0.6 + 0.4 * np.clip((t - 0.6) / 0.4, 0, 1)
     raise HeartError(f"unknown murmur shape {shape!r}; expected diamond, plateau, decrescendo or rumble")
 
+
 def _burst(sr: int, f0: float, dur: float, rng: np.random.Generator) -> np.ndarray:
     "A damped sinusoid: one heart-sound component."
     t = np.arange(int(dur * sr)) / sr
     f = f0 * (1 + 0.05 * rng.standard_normal())
     return np.sin(2 * np.pi * f * t + rng.uniform(0, np.pi)) * np.exp(-t / (dur / 4)) * np.clip(t / 0.005, 0, 1)
 
+
 def _band_noise(sr: int, n: int, band: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
     "White noise band-passed to `band`, unit RMS."
     sos = signal.butter(4, band, btype="bandpass", fs=sr, output="sos")
-    x = signal.sosfilt(sos, rng.standard_normal(n + sr // 4))[sr // 4:]
-    return x / (np.sqrt(np.mean(x ** 2)) + 1e-12)
+    x = signal.sosfilt(sos, rng.standard_normal(n + sr // 4))[sr // 4 :]
+    return x / (np.sqrt(np.mean(x**2)) + 1e-12)
 
 # %% ../nbs/08_synthetic.ipynb #e3264c86
-def synth_heart_sound(label: str, sr: int = 4000, duration_s: float = 10.0, seed: int = 0,
-                      heart_rate: float | None = None, site: str | None = None,
-                      murmur_gain: float = 0.6, noise: float = 0.03, events: bool = False):
-    "A synthetic phonocardiogram of class `label`: S1/S2 at `heart_rate` bpm plus that class's murmur (float32, peak 0.9)."
+def synth_heart_sound(
+    label: str,
+    sr: int = 4000,
+    duration_s: float = 10.0,
+    seed: int = 0,
+    heart_rate: float | None = None,
+    site: str | None = None,
+    murmur_gain: float = 0.6,
+    noise: float = 0.03,
+    events: bool = False,
+):
+    """A synthetic phonocardiogram of class `label`: S1/S2 at `heart_rate` bpm plus that class's murmur (float32, peak
+    0.9)."""
     # events=True: also {'s1': onsets, 's2': onsets} in seconds (the truth a heart-cycle segmentation is tested on)
-    if label not in MURMURS: raise HeartError(f"synth_heart_sound: unknown label {label!r}; expected one of {list(CLASSES)}")
-    if site is not None and site not in SITES: raise HeartError(f"synth_heart_sound: unknown site {site!r}; expected one of {list(SITES)}")
-    if duration_s <= 0 or sr <= 0: raise HeartError(f"synth_heart_sound: duration_s and sr must be positive, got {duration_s}, {sr}")
+    if label not in MURMURS:
+        raise HeartError(f"synth_heart_sound: unknown label {label!r}; expected one of {list(CLASSES)}")
+    if site is not None and site not in SITES:
+        raise HeartError(f"synth_heart_sound: unknown site {site!r}; expected one of {list(SITES)}")
+    if duration_s <= 0 or sr <= 0:
+        raise HeartError(f"synth_heart_sound: duration_s and sr must be positive, got {duration_s}, {sr}")
     rng = np.random.default_rng(seed)
     hr = heart_rate or rng.uniform(60, 95)
-    n = int(round(duration_s * sr)); y = np.zeros(n)
+    n = int(round(duration_s * sr))
+    y = np.zeros(n)
     m = MURMURS[label]
     gain = murmur_gain * (1.0 if site is None or not m or m["site"] == site else 0.5)
-    t0 = rng.uniform(0, 60 / hr)                        # the recording starts anywhere in a cycle
+    t0 = rng.uniform(0, 60 / hr)  # the recording starts anywhere in a cycle
     beat = t0 - 60 / hr
     s1, s2 = [], []
     while beat < duration_s:
         rr = 60 / hr * (1 + 0.03 * rng.standard_normal())
         systole = 0.33 * np.sqrt(rr)
+
         def add(x, at):
             i = int(at * sr)
-            if i >= n or i + len(x) <= 0: return
+            if i >= n or i + len(x) <= 0:
+                return
             a, b = max(i, 0), min(i + len(x), n)
-            y[a:b] += x[a - i:b - i]
-        add(1.0 * _burst(sr, 45, 0.10, rng), beat)                      # S1
-        add(0.8 * _burst(sr, 70, 0.07, rng), beat + systole)            # S2
-        s1.append(beat); s2.append(beat + systole)
+            y[a:b] += x[a - i : b - i]
+
+        add(1.0 * _burst(sr, 45, 0.10, rng), beat)  # S1
+        add(0.8 * _burst(sr, 70, 0.07, rng), beat + systole)  # S2
+        s1.append(beat)
+        s2.append(beat + systole)
         if m:
             start, length = (beat, systole) if m["phase"] == "systole" else (beat + systole + 0.06, rr - systole - 0.06)
             a, b = start + m["start"] * length, start + m["end"] * length
             k = max(int((b - a) * sr), 8)
             env = _envelope(m["shape"], k, m.get("peak", 0.5))
-            if m.get("respiratory"): env = env * (0.6 + 0.4 * np.sin(2 * np.pi * 0.25 * (a + np.arange(k) / sr)))
+            if m.get("respiratory"):
+                env = env * (0.6 + 0.4 * np.sin(2 * np.pi * 0.25 * (a + np.arange(k) / sr)))
             add(gain * env * _band_noise(sr, k, m["band"], rng) * 0.35, a)
-            if m.get("click"): add(0.5 * _burst(sr, 120, 0.03, rng), beat + 0.05)    # ejection click
-            if m.get("snap"): add(0.6 * _burst(sr, 110, 0.03, rng), beat + systole + 0.08)  # opening snap
+            if m.get("click"):
+                add(0.5 * _burst(sr, 120, 0.03, rng), beat + 0.05)  # ejection click
+            if m.get("snap"):
+                add(0.6 * _burst(sr, 110, 0.03, rng), beat + systole + 0.08)  # opening snap
         beat += rr
     y += noise * rng.standard_normal(n)
     y += 0.05 * np.sin(2 * np.pi * 0.3 * np.arange(n) / sr + rng.uniform(0, 6))  # breathing / baseline wander
     y = (0.9 * y / np.abs(y).max()).astype(np.float32)
-    if not events: return y
+    if not events:
+        return y
     inside = lambda t: np.array([x for x in t if 0 <= x < duration_s])
     return y, {"s1": inside(s1), "s2": inside(s2)}
 
@@ -102,63 +132,113 @@ def synth_heart_sound(label: str, sr: int = 4000, duration_s: float = 10.0, seed
 @dataclass(frozen=True)
 class SyntheticDataset:
     "Paths of a synthetic dataset: its root, audio folder and annotation workbook."
+
     root: Path
     audio_dir: Path
     workbook: Path
 
-def make_synthetic_dataset(out_dir: str | Path, classes: tuple[str, ...] = CLASSES, patients_per_class: int = 4,
-                           sites: tuple[str, ...] = ("Aor", "Mit"), postures: tuple[str, ...] = ("sup",),
-                           duration_s: float = 8.0, sr: int = 8000, seed: int = 0) -> SyntheticDataset:
+
+def make_synthetic_dataset(
+    out_dir: str | Path,
+    classes: tuple[str, ...] = CLASSES,
+    patients_per_class: int = 4,
+    sites: tuple[str, ...] = ("Aor", "Mit"),
+    postures: tuple[str, ...] = ("sup",),
+    duration_s: float = 8.0,
+    sr: int = 8000,
+    seed: int = 0,
+) -> SyntheticDataset:
     "Write a seeded synthetic dataset (wav files + annotation workbook) under `out_dir`."
     bad = [c for c in classes if c not in CLASSES]
-    if bad: raise HeartError(f"make_synthetic_dataset: unknown class(es) {bad}; expected a subset of {list(CLASSES)}")
-    if patients_per_class < 1: raise HeartError(f"make_synthetic_dataset: patients_per_class must be >= 1, got {patients_per_class}")
-    root = Path(out_dir); audio = root / "audio"; audio.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed); rows = []; num = 0
+    if bad:
+        raise HeartError(f"make_synthetic_dataset: unknown class(es) {bad}; expected a subset of {list(CLASSES)}")
+    if patients_per_class < 1:
+        raise HeartError(f"make_synthetic_dataset: patients_per_class must be >= 1, got {patients_per_class}")
+    root = Path(out_dir)
+    audio = root / "audio"
+    audio.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    num = 0
     for c in classes:
         for _ in range(patients_per_class):
-            num += 1; hr = rng.uniform(58, 100); gain = rng.uniform(0.35, 0.8)
+            num += 1
+            hr = rng.uniform(58, 100)
+            gain = rng.uniform(0.35, 0.8)
             for posture in postures:
                 for site in sites:
-                    y = synth_heart_sound(c, sr=sr, duration_s=duration_s, seed=int(rng.integers(2**31)),
-                                          heart_rate=hr, site=site, murmur_gain=gain, noise=rng.uniform(0.01, 0.06))
+                    y = synth_heart_sound(
+                        c,
+                        sr=sr,
+                        duration_s=duration_s,
+                        seed=int(rng.integers(2**31)),
+                        heart_rate=hr,
+                        site=site,
+                        murmur_gain=gain,
+                        noise=rng.uniform(0.01, 0.06),
+                    )
                     sf.write(audio / f"{c}_{num:03d}_{posture}_{site}.wav", y, sr, subtype="PCM_16")
-            rows.append({"Patient ID": f"patient_{num:03d}", **{k: int(k == c) for k in CLASSES},
-                         "Age": int(rng.integers(18, 80)), "Sex": rng.choice(["M", "F"])})
+            rows.append(
+                {
+                    "Patient ID": f"patient_{num:03d}",
+                    **{k: int(k == c) for k in CLASSES},
+                    "Age": int(rng.integers(18, 80)),
+                    "Sex": rng.choice(["M", "F"]),
+                }
+            )
     wb = root / "annotations.xlsx"
     with pd.ExcelWriter(wb) as xw:
         pd.DataFrame([["SYNTHETIC data generated by heart_nb.synthetic — not patient data"]]).to_excel(
-            xw, sheet_name="Annotations", header=False, index=False)
+            xw, sheet_name="Annotations", header=False, index=False
+        )
         pd.DataFrame(rows).to_excel(xw, sheet_name="Annotations", startrow=2, index=False)
-    (root / "README.txt").write_text("SYNTHETIC heart sounds made by heart_nb.synthetic.make_synthetic_dataset "
-                                     f"(seed={seed}). Not patient data; for demos and tests only.\n")
+    (root / "README.txt").write_text(
+        "SYNTHETIC heart sounds made by heart_nb.synthetic.make_synthetic_dataset "
+        f"(seed={seed}). Not patient data; for demos and tests only.\n"
+    )
     return SyntheticDataset(root, audio, wb)
 
 # %% ../nbs/08_synthetic.ipynb #8b92585e
 def tiny_config(**changes) -> HeartConfig:
     "A tiny `HeartConfig` for fast tests and examples: 32 Mel bands, 2 s windows, two small conv blocks."
-    base = HeartConfig(n_mels=32, window_s=2.0, window_hop_s=1.0, conv_filters=(4, 8), lstm_units=8, dense_units=8,
-                       batch_size=16, val_frac=0.25, test_frac=0.25)
+    base = HeartConfig(
+        n_mels=32,
+        window_s=2.0,
+        window_hop_s=1.0,
+        conv_filters=(4, 8),
+        lstm_units=8,
+        dense_units=8,
+        batch_size=16,
+        val_frac=0.25,
+        test_frac=0.25,
+    )
     return base.replace(**changes)
 
+
 def synthetic_manifest(out_dir: str | Path, **kwargs) -> tuple[SyntheticDataset, pd.DataFrame]:
-    "A synthetic dataset under `out_dir` (arguments of `make_synthetic_dataset`) and its manifest, written as `manifest.csv`."
+    """A synthetic dataset under `out_dir` (arguments of `make_synthetic_dataset`) and its manifest, written as
+    `manifest.csv`."""
     from heart_nb.mapping import map_dataset
+
     ds = make_synthetic_dataset(out_dir, **kwargs)
     man, _ = map_dataset(ds.workbook, ds.audio_dir, Path(out_dir) / "manifest.csv")
     return ds, man
 
 # %% ../nbs/08_synthetic.ipynb #f9556f28
 def make_bad_audio(out_dir: str | Path, sr: int = 4000) -> dict[str, Path]:
-    "Write one broken audio file of each kind (empty, corrupt, silent, too short, non-finite, stereo, clipped) into `out_dir`."
-    d = Path(out_dir); d.mkdir(parents=True, exist_ok=True)
+    """Write one broken audio file of each kind (empty, corrupt, silent, too short, non-finite, stereo, clipped) into
+    `out_dir`."""
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
     good = synth_heart_sound("MR", sr=sr, duration_s=6, seed=11)
     files = {k: d / f"{k}.wav" for k in ("empty", "corrupt", "silent", "short", "nonfinite", "stereo", "clipped")}
     sf.write(files["empty"], np.zeros(0, np.float32), sr)
     files["corrupt"].write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage, not audio" * 3)
     sf.write(files["silent"], np.zeros(sr * 6, np.float32), sr, subtype="PCM_16")
     sf.write(files["short"], good[: sr // 4], sr, subtype="PCM_16")
-    nf = good.copy(); nf[100:110] = np.nan; sf.write(files["nonfinite"], nf, sr, subtype="FLOAT")
+    nf = good.copy()
+    nf[100:110] = np.nan
+    sf.write(files["nonfinite"], nf, sr, subtype="FLOAT")
     sf.write(files["stereo"], np.stack([good, 0.5 * good], 1), sr, subtype="PCM_16")
     sf.write(files["clipped"], np.clip(good * 8, -1, 1), sr, subtype="PCM_16")
     return files

@@ -5,6 +5,8 @@ bash session (as a reader pastes them into one shell; `set -e`), then every ```p
 of the clone's .venv. Only these changes are made, each printed as it is applied:
 
 - budget: `heart-nb demo` and `heart-nb train` get `--epochs 1`; `train(...)` in Python gets `epochs=1`;
+- the Python blocks run twice, from the clone and from its `nbs/` (where JupyterLab starts), with
+  `HEART_NB_BMDHS` pointing at the data (the clone is not beside `shared/`);
 - `bash .ci/run` is skipped (this check runs inside it);
 - `jax[cuda12]` becomes `jax[cpu]` (no GPU here);
 - `jupyter lab ...` starts in the background (`--allow-root` as root, as the README says), must print its URL and
@@ -100,7 +102,7 @@ def main() -> int:
     py = "\n".join(blocks(readme, "python")).replace("../shared/data/bmd-hs", str(DATA))
     py, n = re.subn(r"\btrain\((.*?)\)", r"train(\1, epochs=1)", py)
     print(f"readme_check: {n} Python train(...) call(s)  ->  budget: epochs=1")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore", HEART_NB_BMDHS=str(DATA))
     env["PATH"] = ":".join(p for p in env["PATH"].split(":") if not p.startswith(str(ROOT)))  # no venv of ours
     env.pop("VIRTUAL_ENV", None)
     t0 = time.time()
@@ -108,14 +110,20 @@ def main() -> int:
         sh = subprocess.run(["bash", "-c", "\n".join(script)], cwd=clone, env=env, stdout=f, stderr=subprocess.STDOUT)
         ok = sh.returncode == 0
         if ok:
-            f.write("$ .venv/bin/python <README's python blocks>\n")
-            f.flush()
-            ok = (
-                subprocess.run(
-                    [str(clone / ".venv/bin/python"), "-c", py], cwd=clone, env=env, stdout=f, stderr=subprocess.STDOUT
-                ).returncode
-                == 0
-            )
+            for where in (clone, clone / "nbs"):  # as a reader runs it from the clone and from JupyterLab in nbs/
+                f.write(f"$ cd {where.relative_to(clone.parent)} && .venv/bin/python <README's python blocks>\n")
+                f.flush()
+                ok = (
+                    ok
+                    and subprocess.run(
+                        [str(clone / ".venv/bin/python"), "-c", py],
+                        cwd=where,
+                        env=env,
+                        stdout=f,
+                        stderr=subprocess.STDOUT,
+                    ).returncode
+                    == 0
+                )
     if not ok:
         print(log.read_text()[-4000:])
     print(

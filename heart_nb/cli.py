@@ -56,7 +56,17 @@ def run_demo(
     results = {}
     for i, k in enumerate(models, 4):
         log(f"[{i}/{n}] training the {k.upper()} ({epochs} epochs at most, patient-wise split)")
-        run = train(man, out / f"run_{k}", cfg, model=k, epochs=epochs, features=fs, verbose=0, data_note="SYNTHETIC")
+        run = train(
+            man,
+            out / f"run_{k}",
+            cfg,
+            model=k,
+            epochs=epochs,
+            features=fs,
+            verbose=0,
+            data_note="SYNTHETIC",
+            overwrite=True,
+        )  # the demo's own folder
         results[k] = evaluate_run(run, features=fs)
         m = results[k]["patient"]
         log(
@@ -160,6 +170,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--config", default=None, help="HeartConfig JSON (default: the built-in defaults)")
     t.add_argument("--task", choices=["auto", "multiclass", "multilabel"], default="auto")
     t.add_argument("--cache", default=None, help="feature cache folder (default: none)")
+    t.add_argument("--force", action="store_true", help="replace a finished run in --out (an unfinished one resumes)")
     e = sub.add_parser(
         "evaluate",
         help="metrics and plots of a run on held-out patients, or of a cross-validation",
@@ -295,7 +306,10 @@ def _features(args) -> int:
 
     t0 = time.time()
     fs = extract_features(
-        read_manifest(args.manifest), _cfg(args.config), n_jobs=args.jobs, cache_dir=args.cache,
+        read_manifest(args.manifest),
+        _cfg(args.config),
+        n_jobs=args.jobs,
+        cache_dir=args.cache,
         scheduler=args.scheduler,
     )
     print(
@@ -310,9 +324,18 @@ def _train(args) -> int:
     from heart_nb.training import train
 
     _keras_quietly()
-    if args.folds is not None: return _cross_validate(args)
-    out = train(_manifests(args.manifest), args.out, _cfg(args.config), args.model, args.epochs, cache_dir=args.cache,
-                task=args.task)
+    if args.folds is not None:
+        return _cross_validate(args)
+    out = train(
+        _manifests(args.manifest),
+        args.out,
+        _cfg(args.config),
+        args.model,
+        args.epochs,
+        cache_dir=args.cache,
+        task=args.task,
+        overwrite=args.force,
+    )
     info = json.loads((out / "run.json").read_text())
     nets = ", ".join(
         f"{k.upper()} {m['epochs_run']} epochs (best {m['best_epoch']})"
@@ -354,7 +377,8 @@ def _evaluate(args) -> int:
     from heart_nb.evaluation import evaluate_run
     from heart_nb.mapping import read_manifest
 
-    if args.cv: return _evaluate_cv(args)
+    if args.cv:
+        return _evaluate_cv(args)
     _keras_quietly()
     res = evaluate_run(args.run, read_manifest(args.manifest) if args.manifest else None, cache_dir=args.cache)
     _print_metrics(res)
@@ -400,8 +424,15 @@ def _demo(args) -> int:
 
 def _run(args) -> int:
     "Run the subcommand of the parsed `args`; its exit status."
-    commands = {"map": _map, "features": _features, "train": _train, "evaluate": _evaluate, "predict": _predict,
-                "export": _export, "demo": _demo}
+    commands = {
+        "map": _map,
+        "features": _features,
+        "train": _train,
+        "evaluate": _evaluate,
+        "predict": _predict,
+        "export": _export,
+        "demo": _demo,
+    }
     return commands[args.command](args)
 
 

@@ -422,7 +422,7 @@ def predict_patients(
     groups = group_recordings(list(paths), pattern, manifest)
     ok = groups.error == ""
     scored = dict(zip(groups.path[ok], predictor.scored(groups.path[ok].tolist(), progress, n_jobs)))
-    thr = dict(zip(predictor.classes, map(float, predictor.run.thresholds("patient"))))
+    thr = dict(zip(predictor.classes, (round(float(t), 4) for t in predictor.run.thresholds("patient"))))
     if predictor.run.task == "multiclass":
         thr = {}  # the most probable class: no thresholds
     patients, recordings = [], []
@@ -586,6 +586,16 @@ def patient_report(predictor: Predictor, patient: dict, recordings: list[dict], 
 # %% ../nbs/07_prediction.ipynb #5355c7dc
 def prediction_panel(runs, source):
     "An ipywidgets panel: choose a run and a recording (or upload one), play it, see the figure and the verdict."
+    import sys
+
+    from IPython import get_ipython
+
+    if get_ipython() is None:  # a plain Python process: nothing could show the panel
+        print(
+            "heart_nb: prediction_panel needs a Jupyter notebook; here use predict() or plot_prediction()",
+            file=sys.stderr,
+        )
+        return None
     import tempfile
 
     import ipywidgets as W

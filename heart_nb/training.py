@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -395,8 +396,13 @@ def _epoch_line(epoch: int, logs: dict, epochs: int, seconds_per_epoch: float) -
 
 class _EpochLines:
     "Print `_epoch_line` after each epoch (verbose=2), timing the epochs this process ran."
-    def __init__(self, epochs: int): self.epochs, self.times, self.t = epochs, [], None
-    def begin(self, epoch, logs=None): self.t = time.time()
+
+    def __init__(self, epochs: int):
+        self.epochs, self.times, self.t = epochs, [], None
+
+    def begin(self, epoch, logs=None):
+        self.t = time.time()
+
     def end(self, epoch, logs=None):
         self.times.append(time.time() - self.t)
         print(_epoch_line(epoch, logs or {}, self.epochs, float(np.mean(self.times))), flush=True)
@@ -756,11 +762,20 @@ def train(
     task: str = "auto",
     data_note: str = "",
     verbose: int = 2,
+    overwrite: bool = False,
 ) -> Path:
     "Train every member of `model` on a patient-wise split of `manifest` (networks: `fit_model`); write the run folder."
+    # a finished run folder (run.json written) is never replaced unless `overwrite`; an unfinished one resumes
     t0 = time.time()
     kinds = member_kinds(model)
     out = Path(out_dir)
+    if (out / "run.json").exists():
+        if not overwrite:
+            raise HeartError(
+                f"{out}: holds a finished run; train into another folder, or replace it with "
+                "overwrite=True (heart-nb train --force)"
+            )
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = manifest.reset_index(drop=True)
     classes = present_classes(manifest)

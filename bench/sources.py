@@ -414,7 +414,8 @@ def main():
     if "a" in args.part:
         rows += part_a(bm, pn, fs, args.model, cfg, work, args.boot, rng)
     for r in rows:
-        r["shipped"] = args.model == SHIPPED and "pooled" in r["model"] and not args.set
+        shipped_rows = r["model"].endswith("(zero_shot)") and not args.set  # heart-nb train ships BMD-HS alone
+        r["shipped"] = args.model == SHIPPED and shipped_rows
         if args.set:
             r["model"] += " " + ", ".join(args.set)
     name = "confound" if args.part == "dc" else f"{args.model.replace('+', '_')}{tag}"

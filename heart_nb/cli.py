@@ -479,15 +479,14 @@ class _quiet_stderr:
 
 
 def _sources(sources: list[str]) -> list:
-    "What to predict, in order: each audio file (found recursively in folders), or an error row for a source that is"
-    "missing or a folder without audio (checked before any model loads)."
+    "Each audio file to predict (folders searched), in order, or an error row for a missing source or an empty folder."
     from heart_nb.core import AUDIO_SUFFIXES
-    from heart_nb.prediction import audio_files
+    from heart_nb.prediction import audio_files, error_row
 
     plan = []
 
     def bad(s, why):
-        return {"path": s, "prediction": "", "quality": "", "heart_rate_bpm": None, "error": f"{s}: {why}"}
+        return error_row(s, f"{s}: {why}")
 
     for s in sources:
         found = audio_files(s)

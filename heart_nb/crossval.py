@@ -101,8 +101,7 @@ def reliability_diagram(Y: np.ndarray, P: np.ndarray, task: str, label: str = ""
 # %% ../nbs/06a_crossval.ipynb #a7f0d001
 def load_fold(cv_dir: str | Path, k: int) -> Member:
     "The trained model of fold `k` of the cross-validation in `cv_dir`."
-    d = Path(cv_dir) / f"fold_{k}"
-    refuse_pickles(d)
+    d = Path(cv_dir) / f"fold_{k}"  # (Member.load refuses a pickle file before anything is read)
     if not ((d / "baseline.npz").exists() or (d / "model.keras").exists()):
         raise HeartError(f"{d}: no saved fold model (cross-validate again with this version to save one)")
     return Member.load(d)

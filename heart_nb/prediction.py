@@ -18,7 +18,7 @@ from .metrics import decisions
 from .training import Run, load_run, summarise_windows
 
 # %% auto #0
-__all__ = ['Analysis', 'export_model', 'Predictor', 'predict', 'explanation', 'plot_prediction', 'audio_files',
+__all__ = ['Analysis', 'error_row', 'export_model', 'Predictor', 'predict', 'explanation', 'plot_prediction', 'audio_files',
            'group_recordings', 'predict_patients', 'patient_report', 'prediction_panel']
 
 # %% ../nbs/07_prediction.ipynb #863b6153
@@ -49,6 +49,11 @@ def _row(path, prediction: str, probs: dict, q: Quality) -> dict:
         "heart_rate_bpm": q.heart_rate_bpm,
         "error": "",
     }
+
+
+def error_row(path, error: str) -> dict:
+    "The row of a file that could not be used: its path and the one-line reason, no probabilities."
+    return {"path": str(path), "prediction": "", "quality": "", "heart_rate_bpm": None, "error": error}
 
 # %% ../nbs/07_prediction.ipynb #58814dd8
 def _networks_graph(run: Run):
@@ -205,14 +210,15 @@ class Predictor:
             ready = (j[0](*j[1], **j[2]) for j in jobs)
         else:
             ready = Parallel(n_jobs, backend=default_backend(), return_as="generator", batch_size=4)(jobs)
-        rows, pending = [], []
+        rows, pending, n_windows = [], [], 0
         for p, r in zip(
             paths, tqdm(ready, total=len(paths), desc="predicting", unit="file", disable=not progress, leave=False)
         ):
             pending.append((p, r))
-            if sum(len(x[1][0]) for x in pending if x[1][0] is not None) >= chunk_windows:
+            n_windows += 0 if r[0] is None else len(r[0])
+            if n_windows >= chunk_windows:
                 rows += self._score(pending)
-                pending = []
+                pending, n_windows = [], 0
         return rows + self._score(pending)
 
     def _score(self, pending: list) -> list[dict]:
@@ -231,9 +237,7 @@ class Predictor:
         rows = []
         for p, r in pending:
             if r[3]:
-                rows.append(
-                    ({"path": str(p), "prediction": "", "quality": "", "heart_rate_bpm": None, "error": r[3]}, None)
-                )
+                rows.append((error_row(p, r[3]), None))
                 continue
             probs = P[id(r)]
             rows.append((_row(p, self.decide(probs, r[1].verdict), probs, r[1]), probs))
@@ -427,9 +431,7 @@ def predict_patients(
         thr = {}  # the most probable class: no thresholds
     patients, recordings = [], []
     for g in groups.itertuples():
-        row, P = scored.get(
-            g.path, ({"path": g.path, "prediction": "", "quality": "", "heart_rate_bpm": None, "error": g.error}, None)
-        )
+        row, P = scored.get(g.path, (error_row(g.path, g.error), None))
         recordings.append({**row, "patient": g.patient, "site": g.site, "_p": P})
     rec = pd.DataFrame(recordings)
     for pid, r in rec[rec.patient.notna()].groupby("patient", sort=False):

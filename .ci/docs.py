@@ -2,7 +2,8 @@
 
 The notebooks are processed the way nbdev processes them for its site: `#| hide` cells and `default_exp` left out,
 directive lines taken off the code, `#| echo: false` cells shown by their output alone, and after each exported
-cell the documentation of what it defines (nbdev's `show_doc`, as Markdown). Each notebook becomes one HTML page
+cell the documentation of what it defines (nbdev's `show_doc`, as Markdown). The title and its summary come first
+(nbdev makes them the page's front matter); an exported cell of imports alone is scaffolding and is left out. Each notebook becomes one HTML page
 (nbconvert, the lab template), with a sidebar in pipeline order; nbs/images is copied next to the pages. The real
 site is built by nbdev/Quarto in GitHub Actions (.github/workflows/deploy.yaml).
 """
@@ -59,6 +60,15 @@ def doc_markdown(module, src: str) -> str:
     return "\n\n".join(out)
 
 
+def imports_only(src: str) -> bool:
+    "Whether the code `src` is nothing but import statements."
+    try:
+        body = ast.parse(src).body
+    except SyntaxError:
+        return False
+    return bool(body) and all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in body)
+
+
 def process(nb: dict) -> tuple[dict, str]:
     "The notebook as the site shows it, and its title."
     nb = copy.deepcopy(nb)
@@ -74,7 +84,7 @@ def process(nb: dict) -> tuple[dict, str]:
         if "default_exp" in d:
             module = importlib.import_module(f"heart_nb.{d['default_exp'] or src.split()[-1]}")
             continue
-        if "hide" in d or d.get("include") == "false":
+        if "hide" in d or d.get("include") == "false" or ("export" in d and imports_only(body)):
             continue
         c["source"] = body
         if d.get("echo") == "false":
@@ -85,7 +95,8 @@ def process(nb: dict) -> tuple[dict, str]:
             md = doc_markdown(module, body)
             if md:
                 cells.append({"cell_type": "markdown", "metadata": {}, "source": md})
-    nb["cells"] = cells
+    first = next((i for i, c in enumerate(cells) if c["cell_type"] == "markdown" and re.match(r"# ", c["source"])), 0)
+    nb["cells"] = cells[first : first + 1] + cells[:first] + cells[first + 1 :]  # the title and summary first
     return nb, title or "heart_nb"
 
 
@@ -106,7 +117,7 @@ def main() -> None:
         sys.exit("usage: .ci/docs OUT_DIR")
     missing = [m for m in ("nbdev", "nbconvert", "nbformat") if importlib.util.find_spec(m) is None]
     if missing:
-        sys.exit(f".ci/docs: needs {', '.join(missing)}: install the dev and lab extras, pip install -e \".[dev,lab]\"")
+        sys.exit(f'.ci/docs: needs {", ".join(missing)}: install the dev and lab extras, pip install -e ".[dev,lab]"')
     out = Path(sys.argv[1]).resolve()
     out.mkdir(parents=True, exist_ok=True)
     warnings.simplefilter("ignore")

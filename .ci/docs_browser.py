@@ -1,6 +1,7 @@
 """The documentation site in a real browser: build it (.ci/docs), serve it on 127.0.0.1, open every page in
 headless Chromium and check that each has its title and headings, that every image loads (natural width > 0), and
-that no error output or traceback shows. Screenshots: OUT_DIR/screens/PAGE.png.
+that no error output or traceback shows, that the title comes before any code, that no Markdown table is left as
+raw `|---|` text and that no cell output holds a WARNING. Screenshots: OUT_DIR/screens/PAGE.png.
 
     python .ci/docs_browser.py [OUT_DIR]        (exit 0: every page passed; 1: not)
 """
@@ -59,6 +60,14 @@ def main() -> None:
                 r'<div[^>]*data-mime-type="application/vnd.jupyter.stderr"', dom
             ):
                 bad.append("error output")
+            prose = re.sub(r'<div class="highlight[^"]*"><pre>.*?</pre>', "", dom, flags=re.S)  # without input code
+            if re.search(r"\|\s*:?-{3,}:?\s*\|", re.sub(r"<code>.*?</code>", "", prose, flags=re.S)):
+                bad.append("a Markdown table shown as raw |---| text")
+            if "WARNING" in prose:
+                bad.append("a cell output holds a WARNING")
+            h1, code = dom.find("<h1"), dom.find('class="jp-Cell jp-CodeCell')
+            if h1 < 0 or 0 <= code < h1:
+                bad.append("code before the title")
             if 'class="heart-nb-sidebar"' not in dom:
                 bad.append("no sidebar")
             shown = imgs.group(0)[13:-1] if imgs else "?"

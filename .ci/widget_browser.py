@@ -28,10 +28,10 @@ CDN = {
 NOTEBOOK = [  # the first cell's output (TensorFlow's start-up lines) is removed from the page
     "import os\nos.environ['TF_CPP_MIN_LOG_LEVEL'] = '2'\nfrom pathlib import Path\nimport numpy as np\n"
     "from heart_nb.synthetic import synthetic_manifest, tiny_config\nfrom heart_nb.training import train\n"
-    "from heart_nb.prediction import prediction_panel\n"
+    "from heart_nb.panel import prediction_panel\n"
     "ds, man = synthetic_manifest(Path('data'), classes=('N', 'AS', 'MR'), patients_per_class=4, duration_s=6)\n"
     "run = train(man, Path('run_cnn'), tiny_config(), model='cnn', epochs=2, verbose=0, data_note='SYNTHETIC')\n"
-    "from heart_nb.training import load_run\nload_run(run).probabilities(np.zeros((1, 32, 51), np.float32))",
+    "from heart_nb.runs import load_run\nload_run(run).probabilities(np.zeros((1, 32, 51), np.float32))",
     "prediction_panel(run, ds.audio_dir)",
 ]
 

@@ -34,43 +34,9 @@ import sys
 import time
 from pathlib import Path
 
+from common import machine, md
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def md(df) -> str:
-    "A DataFrame as a Markdown table."
-    cols = [df.index.name or ""] + list(df.columns)
-    return "\n".join(
-        ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
-        + ["| " + " | ".join(map(str, [i, *r])) + " |" for i, r in zip(df.index, df.itertuples(index=False))]
-    )
-
-
-def machine() -> str:
-    "Cores, CPU, Keras backend and accelerator of this run, in words."
-    import os
-    import platform
-
-    import keras
-
-    be = keras.backend.backend()
-    acc = "none"
-    if be == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        acc = f"{len(gpus)} GPU" if gpus else "none"
-    elif be == "jax":
-        import jax
-
-        d = jax.devices()[0]
-        acc = "none" if d.platform == "cpu" else f"{jax.device_count()} x {d.device_kind}"
-    elif be == "torch":
-        import torch
-
-        acc = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    cpu = platform.processor() or platform.machine()
-    return f"{os.cpu_count()} CPU cores ({cpu}), Keras {keras.__version__} on {be}, accelerator: {acc}"
 
 
 def f1_ceiling(res) -> str:
@@ -132,18 +98,10 @@ def main():
     import numpy as np
     import pandas as pd
 
+    from heart_nb.cache import extract_features
     from heart_nb.core import SHIPPED, HeartConfig, find_bmdhs
-    from heart_nb.crossval import (
-        cross_validate,
-        cv_rows,
-        ensemble,
-        fold_metrics,
-        group_metrics,
-        leave_one_out,
-        plot_cv,
-        single_label,
-    )
-    from heart_nb.features import extract_features
+    from heart_nb.crossval import cross_validate, ensemble, leave_one_out, single_label
+    from heart_nb.cvsummary import cv_rows, fold_metrics, group_metrics, plot_cv
     from heart_nb.mapping import map_dataset
     from heart_nb.metrics import auroc, expected_calibration_error
 

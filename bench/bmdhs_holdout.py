@@ -23,9 +23,9 @@ def main():
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--models", default="cnn,crnn")
     a = ap.parse_args()
+    from heart_nb.cache import extract_features
     from heart_nb.core import HeartConfig, find_bmdhs
     from heart_nb.evaluation import evaluate_run
-    from heart_nb.features import extract_features
     from heart_nb.mapping import map_dataset
     from heart_nb.training import train
 

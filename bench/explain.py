@@ -2,7 +2,7 @@
 
 For every test recording of a patient with a lesion (patient-wise 5-fold, the folds and saved fold models of
 bench/accuracy.py), the heart cycle is found from the envelope (heart_nb.cycle) and the explanation is mapped onto
-time (heart_nb.prediction.explanation's mapping): the CNN's Grad-CAM for the lesion's class, the CRNN's attention
+time (heart_nb.panel.explanation's mapping): the CNN's Grad-CAM for the lesion's class, the CRNN's attention
 (one set of weights for all classes). The score is the share of explanation mass in the phase where that lesion's
 murmur lies (systole for AS and MR, diastole for AR and MS), against the share expected by chance: the phase's
 share of the recording's time. Recordings without a detected cycle are left out; a recording of a patient with two
@@ -15,14 +15,12 @@ resamples of patients.
 import argparse
 import json
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).parent))
-from accuracy import machine, md  # noqa: E402
+from common import machine, md  # noqa: E402
 
 LES = {"AS": "systole", "MR": "systole", "AR": "diastole", "MS": "diastole"}
 
@@ -45,7 +43,7 @@ def main():
     from heart_nb.cycle import read_recording
     from heart_nb.features import recording_log_mel
     from heart_nb.models import attention_weights, grad_cam
-    from heart_nb.prediction import _to_time
+    from heart_nb.panel import frame_times
 
     t0 = time.time()
     rows = []
@@ -74,7 +72,9 @@ def main():
                 known = phase != ""
                 starts = np.arange(len(X)) * cfg.window_hop_s
                 att = (
-                    _to_time(attention_weights(m.model, X), starts, cfg.window_s, dur, grid) if kind == "crnn" else None
+                    frame_times(attention_weights(m.model, X), starts, cfg.window_s, dur, grid)
+                    if kind == "crnn"
+                    else None
                 )
                 for c, want in LES.items():
                     if r[f"y_{c}"] != 1:
@@ -82,7 +82,7 @@ def main():
                     ex = (
                         att
                         if att is not None
-                        else _to_time(grad_cam(m.model, X, res.classes.index(c)), starts, cfg.window_s, dur, grid)
+                        else frame_times(grad_cam(m.model, X, res.classes.index(c)), starts, cfg.window_s, dur, grid)
                     )
                     ok = known & np.isfinite(ex)
                     if ex[ok].sum() <= 0:

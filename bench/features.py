@@ -2,7 +2,7 @@
 
 (a) a plain one-process loop: librosa.load(sr=4000) + librosa.feature.melspectrogram with the config's Mel parameters
     (64 bands, n_fft 256, hop 160 at the defaults)
-(b) heart_nb.features.extract_features, cold cache, worker processes
+(b) heart_nb.cache.extract_features, cold cache, worker processes
 (c) the same from its cache
 Each runs in a fresh subprocess, so its peak RSS is its own; numba's first-run JIT is warmed up and every module
 imported before the clock starts. Peak RSS is the larger of the process's own and its largest finished child's
@@ -44,7 +44,7 @@ CHILD = textwrap.dedent("""
     from heart_nb.core import HeartConfig
     cfg = HeartConfig(); mel = dict(sr=cfg.sr, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels)
     y, _ = librosa.load(files[0], sr=cfg.sr); librosa.feature.melspectrogram(y=y, **mel)      # JIT warm-up
-    from heart_nb.features import extract_features      # imports are not extraction: both sides import before the clock
+    from heart_nb.cache import extract_features# imports are not extraction: both sides import before the clock
     t = time.perf_counter()
     if mode == "plain":
         n = 0

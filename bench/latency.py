@@ -28,13 +28,11 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).parent))
-from accuracy import machine  # noqa: E402
+from common import machine  # noqa: E402
 
 
 def fold_run(work: Path, out: Path) -> Path:
@@ -85,8 +83,9 @@ def main():
 
     from heart_nb.core import find_bmdhs
     from heart_nb.cycle import read_recording
+    from heart_nb.export import export_model
     from heart_nb.features import recording_log_mel
-    from heart_nb.prediction import Predictor, export_model
+    from heart_nb.prediction import Predictor
 
     run = Path(a.run) if a.run else fold_run(Path(a.work), Path("bench/_latency_run"))
     f = Path(a.file) if a.file else find_bmdhs() / "audio" / "MR_002_sit_Mit.wav"

@@ -23,22 +23,13 @@ mean over the 5 folds; 95 % CI of the difference to the plain mean from 300 pair
 
 import argparse
 import os
-import sys
 import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).parent))
-from accuracy import md  # noqa: E402
+from common import logit, md  # noqa: E402
 
 LES = ["AS", "AR", "MR", "MS"]
-
-
-def logit(p):
-    import numpy as np
-
-    p = np.clip(p, 1e-4, 1 - 1e-4)
-    return np.log(p / (1 - p))
 
 
 def patient_table(res, sites):

@@ -13,10 +13,10 @@ Levers (no network is retrained; the networks' stored predictions are used):
 - cross-label stacking: a logistic regression on the baseline's and the CNN's logits of all 5 classes per lesion,
   fitted on the other folds' out-of-fold recordings (slightly optimistic: those predictions came from models that
   saw this fold's patients);
-- new third members on the baseline's own training rows and copies (fit_baseline's draws, reproduced exactly: the
-  script checks that refitting the baseline gives its stored predictions): a random forest on the same summaries,
-  and a logistic regression on a beat-synchronous log-Mel map (64 bands x 16 systolic + 24 diastolic phase points,
-  median over beats; `cycle_profile` at full resolution);
+- new third members on the baseline's own training rows and copies (fit_baseline, its copies drawn again by
+  augmented_copies; the script checks that refitting the baseline gives its stored predictions): a random forest on
+  the same summaries, and a logistic regression on a beat-synchronous log-Mel map (64 bands x 16 systolic + 24
+  diastolic phase points, median over beats; `cycle_profile` at full resolution);
 - other networks in the CNN's place (`--net NAME=DIR`: a cross-validation folder of bench/accuracy.py run with
   `--set ...`, same folds), alone and with the baseline.
 
@@ -37,17 +37,16 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pandas as pd
-from scipy.special import expit, logit
+from common import logit, machine, md
+from scipy.special import expit
 
+from heart_nb.baseline import augmented_copies, fit_baseline, recording_summary, summarise_windows
+from heart_nb.cache import extract_features
 from heart_nb.core import HeartConfig
 from heart_nb.crossval import CVResult, ensemble, load_cv
 from heart_nb.cycle import cycle_profile
-from heart_nb.features import extract_features, recording_frames
+from heart_nb.features import recording_frames
 from heart_nb.metrics import metric_table
-from heart_nb.training import Baseline, augment_windows, recording_summary, summarise_windows
-
-sys.path.insert(0, str(Path(__file__).parent))
-from accuracy import machine, md
 
 
 def with_probs(res: CVResult, P: np.ndarray, name: str) -> CVResult:
@@ -55,11 +54,6 @@ def with_probs(res: CVResult, P: np.ndarray, name: str) -> CVResult:
     pr = res.predictions.copy()
     pr[["p_" + c for c in res.classes]] = P
     return ensemble([CVResult(name, res.task, res.classes, pr, res.folds)], name)  # an ensemble of one: refits
-
-
-def logits(P: np.ndarray) -> np.ndarray:
-    "Log-odds of probabilities `P`, clipped to [1e-4, 1 - 1e-4]."
-    return logit(np.clip(P, 1e-4, 1 - 1e-4))
 
 
 def probs(res: CVResult, like: CVResult) -> np.ndarray:
@@ -111,7 +105,7 @@ def stacked(b: CVResult, c: CVResult) -> CVResult:
     "Per lesion, a logistic regression on both models' logits of every class, fitted on the other folds' test rows."
     from sklearn.linear_model import LogisticRegression
 
-    X, pr = np.hstack([logits(probs(b, b)), logits(probs(c, b))]), b.predictions
+    X, pr = np.hstack([logit(probs(b, b)), logit(probs(c, b))]), b.predictions
     P, Y = (probs(b, b) + probs(c, b)) / 2, pr[["y_" + k for k in b.classes]].to_numpy()
     for k in pr.fold.unique():
         fit, this = ((pr.fold != k) & (pr.role == "test")).to_numpy(), (pr.fold == k).to_numpy()
@@ -145,20 +139,18 @@ def new_members(work: Path, b: CVResult, cfg: HeartConfig) -> list[CVResult]:
     Y = man[b.classes].to_numpy().astype(float)
     pr, name = b.predictions, pd.Index([str((work / p).resolve()) for p in man.path])  # predictions: absolute
     out = {m: np.zeros((len(pr), len(b.classes))) for m in ("baseline (refit)", "random forest", "beat map LR")}
-    acfg = cfg.replace(aug_crop_s=cfg.baseline_crop_s)
     for k in sorted(pr.fold.unique()):
         t0 = time.time()
         mine = pr.fold == k
         rows = np.flatnonzero(~name.isin(pr.path[mine]))  # fit_baseline's rows: not val, not test
-        rng = np.random.default_rng([cfg.seed, int(k)])
+        fitted = fit_baseline(fs, F, Y, np.isin(np.arange(len(man)), rows), cfg, "multilabel", seed=int(k))
         Fc, Bc = [F[rows]], [B[rows]]
-        for _ in range(cfg.baseline_copies):
-            aug = [augment_windows(W[at[r]], rng, acfg) for r in rows]
+        for aug in augmented_copies(fs, rows, cfg, int(k)):  # fit_baseline's copies, drawn again for the new members
             Fc.append(np.stack([summarise_windows(w, cfg) for w in aug]))
             Bc.append(np.stack([beat(w) for w in aug]))
         Fc, Bc, Yc = np.concatenate(Fc), np.concatenate(Bc), np.tile(Y[rows], (1 + cfg.baseline_copies, 1))
         idx = name.get_indexer(pr.path[mine])
-        out["baseline (refit)"][mine.to_numpy()] = Baseline("multilabel", cfg).fit(Fc, Yc).predict(F[idx])
+        out["baseline (refit)"][mine.to_numpy()] = fitted.predict(F[idx])
         rf = RandomForestClassifier(
             500, min_samples_leaf=3, class_weight="balanced_subsample", n_jobs=-1, random_state=0
         )
@@ -193,7 +185,7 @@ def main():
     rf, beat = new_members(work, b, cfg)
     levers = [
         ref,
-        with_probs(b, expit((logits(Pb) + logits(Pc)) / 2), "baseline+cnn, mean of logits"),
+        with_probs(b, expit((logit(Pb) + logit(Pc)) / 2), "baseline+cnn, mean of logits"),
         with_probs(b, np.sqrt(Pb * Pc), "baseline+cnn, geometric mean"),
         ensemble([b, c, r], "baseline+cnn+crnn"),
         stacked(b, c),

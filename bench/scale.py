@@ -73,8 +73,8 @@ def generate(folder: Path, n: int) -> Path:
 def child_extract(manifest: str, cache: str) -> dict:
     import pandas as pd
 
+    from heart_nb.cache import extract_features
     from heart_nb.core import HeartConfig
-    from heart_nb.features import extract_features
 
     man = pd.read_csv(manifest, dtype={"patient_id": str})
     with tempfile.TemporaryDirectory() as warm:  # imports and the first fork, once per process: not throughput
@@ -95,13 +95,14 @@ def child_extract(manifest: str, cache: str) -> dict:
 
 
 def child_train(manifest: str, cache: str, work: str, source: str = "stream") -> dict:
+    import keras
     import numpy as np
     import pandas as pd
 
+    from heart_nb.cache import extract_features
     from heart_nb.core import HeartConfig
-    from heart_nb.features import extract_features
-    from heart_nb.models import keras
-    from heart_nb.training import fit_model, present_classes, target_matrix
+    from heart_nb.splits import present_classes, target_matrix
+    from heart_nb.training import fit_model
 
     cfg = HeartConfig()
     man = pd.read_csv(manifest, dtype={"patient_id": str})

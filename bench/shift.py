@@ -25,8 +25,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).parent))
-from accuracy import machine, md  # noqa: E402
+from common import machine, md  # noqa: E402
 
 TARGET, TARGET_2S = 0.05, 0.08
 
@@ -46,9 +45,10 @@ def main():
     import pandas as pd
 
     matplotlib.use("Agg")
+    from heart_nb.cache import extract_features
     from heart_nb.core import SHIPPED, HeartConfig, find_bmdhs
     from heart_nb.crossval import cross_validate, ensemble, load_cv, load_fold
-    from heart_nb.features import extract_features, feature_key
+    from heart_nb.features import feature_key
     from heart_nb.mapping import map_dataset
     from heart_nb.shift import SHIFTS, plot_shift, shift_result, shift_rows, shifted_features
 

@@ -67,7 +67,7 @@ def run_once(man: pd.DataFrame, out: Path, model: str, cfg, fs, finished_only: b
 def scores(run_dir: Path, fs, man: pd.DataFrame) -> pd.DataFrame:
     "Per recording of `man`: normal (0/1), p(N), the N threshold, the lesion score over its thresholds."
     from heart_nb.metrics import aggregate
-    from heart_nb.training import load_run
+    from heart_nb.runs import load_run
 
     run = load_run(run_dir)
     sub = fs.select(man)
@@ -424,8 +424,8 @@ def main():
     )
     ap.add_argument("--finished-only", action="store_true", help="(b): report the held-out databases whose run is done")
     args = ap.parse_args()
+    from heart_nb.cache import extract_features
     from heart_nb.core import SHIPPED, HeartConfig, find_bmdhs
-    from heart_nb.features import extract_features
     from heart_nb.mapping import combine_manifests
 
     bmdhs = find_bmdhs()

@@ -79,10 +79,11 @@ def matmul_peak(n: int = 2048, reps: int = 5) -> float:
 
 def bench_model(kind, fs, Y, groups, cfg, rounds, log):
     "Alternating loop / bare epochs for one model; medians of windows/s."
+    import keras
     import numpy as np
 
     from heart_nb.features import Standardiser
-    from heart_nb.models import build_model, keras
+    from heart_nb.models import build_model
     from heart_nb.training import _compile, class_weights, fit_model, sample_weights
 
     X = np.asarray(fs.X)
@@ -155,10 +156,10 @@ def main():
     rounds = 3 if a.quick else a.rounds
     import keras
 
+    from heart_nb.cache import extract_features
     from heart_nb.core import HeartConfig, find_bmdhs
-    from heart_nb.features import extract_features
     from heart_nb.mapping import map_dataset
-    from heart_nb.training import present_classes, target_matrix
+    from heart_nb.splits import present_classes, target_matrix
 
     data = Path(a.data) if a.data else find_bmdhs()
     if data is None:

@@ -136,7 +136,7 @@ def make_bad_inputs(out_dir: str | Path, run_dir: str | Path | None = None, sr: 
 # %% ../nbs/10_bad_inputs.ipynb #c3b03b86
 def _lambda_model(path: Path) -> None:
     "Save a tiny `.keras` model with a Lambda layer (code that runs on load) to `path`."
-    from heart_nb.models import keras
+    import keras
 
     x = keras.Input((4,))
     keras.Model(x, keras.layers.Lambda(lambda t: t * 2)(x)).save(path)

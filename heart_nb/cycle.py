@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .audio import prepare_audio, read_mono
 from .core import HeartConfig, HeartError
-from .features import _band_centres, _prepare, _read_mono
+from .features import band_centres
 
 # %% auto #0
 __all__ = ['ENV_SR', 'QUALITY', 'envelope', 'HeartCycle', 'heart_cycle', 'cycle_profile', 'Quality', 'assess', 'read_recording']
@@ -131,7 +132,7 @@ def cycle_profile(
     from scipy.interpolate import interp1d
 
     t = np.arange(S.shape[1]) * cfg.hop_length / cfg.sr
-    amp = np.sqrt(np.exp(S[_band_centres(cfg) <= 400] * (np.log(10) / 10)).sum(0)) + 1e-8  # 25-400 Hz, per frame
+    amp = np.sqrt(np.exp(S[band_centres(cfg) <= 400] * (np.log(10) / 10)).sum(0)) + 1e-8  # 25-400 Hz, per frame
     te = np.arange(int(t[-1] * ENV_SR) + 1) / ENV_SR
     hc = heart_cycle(None, cfg.sr, np.exp(np.interp(te, t, np.log(amp))))
     G = np.stack([g.mean(0) for g in np.array_split(S, n_groups)])  # (n_groups, frames)
@@ -209,6 +210,6 @@ def read_recording(path: str | Path, cfg: HeartConfig = HeartConfig()) -> tuple[
     "Pipeline samples of the audio file `path` (as `load_audio`) and its `Quality`; HeartError if it cannot be read."
     with warnings.catch_warnings():  # clipping is the verdict's job here, not a warning's
         warnings.filterwarnings("ignore", message=".*samples are clipped")
-        raw, sr = _read_mono(Path(path), cfg, None)  # decoded once: the verdict reads it, the pipeline prepares it
-    y = _prepare(raw, sr, cfg)
+        raw, sr = read_mono(Path(path), cfg, None)  # decoded once: the verdict reads it, the pipeline prepares it
+    y = prepare_audio(raw, sr, cfg)
     return y, assess(raw, sr, y, cfg)

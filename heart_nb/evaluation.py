@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from .cache import extract_features
 from .core import HeartError, atomic_write_text
-from .features import FeatureSet, extract_features
+from .features import FeatureSet
 from .metrics import aggregate, bootstrap_metrics, decisions
-from .training import Run, load_run, target_matrix
+from .runs import Run, load_run
+from .splits import target_matrix
 
 # %% auto #0
 __all__ = ['HEADLINE', 'COMPARE_METRICS', 'compute_metrics', 'per_class_table', 'plot_confusion', 'plot_history', 'plot_roc',

@@ -13,7 +13,7 @@ from .core import HeartConfig, HeartError  # first: sets TensorFlow's log level 
 
 # %% auto #0
 __all__ = ['MODEL_BUILDERS', 'build_cnn', 'AttentionPooling', 'build_crnn', 'build_model', 'masked_binary_crossentropy',
-           'attention_weights', 'grad_cam']
+           'custom_objects', 'attention_weights', 'grad_cam']
 
 # %% ../nbs/04_models.ipynb #3cf0e559
 def _conv_block(x, filters: int, pool: tuple[int, int], name: str):
@@ -117,6 +117,11 @@ def masked_binary_crossentropy(y_true, y_pred):
     bce = -(y * ops.log(p) + (1 - y) * ops.log(1 - p))
     k = ops.cast(known, bce.dtype)
     return ops.sum(bce * k, axis=-1) / ops.maximum(ops.sum(k, axis=-1), 1.0)
+
+# %% ../nbs/04_models.ipynb #cc8989a4
+def custom_objects() -> dict:
+    "The package's custom layer and loss by their registered names: `keras.models.load_model(..., custom_objects=...)`."
+    return {keras.saving.get_registered_name(o): o for o in (AttentionPooling, masked_binary_crossentropy)}
 
 # %% ../nbs/04_models.ipynb #17ee2442
 def attention_weights(model: keras.Model, X: np.ndarray) -> np.ndarray:

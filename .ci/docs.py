@@ -3,9 +3,9 @@
 The notebooks are processed the way nbdev processes them for its site: `#| hide` cells and `default_exp` left out,
 directive lines taken off the code, `#| echo: false` cells shown by their output alone, and after each exported
 cell the documentation of what it defines (nbdev's `show_doc`, as Markdown). The title and its summary come first
-(nbdev makes them the page's front matter); an exported cell of imports alone is scaffolding and is left out. Each notebook becomes one HTML page
-(nbconvert, the lab template), with a sidebar in pipeline order; nbs/images is copied next to the pages. The real
-site is built by nbdev/Quarto in GitHub Actions (.github/workflows/deploy.yaml).
+(nbdev makes them the page's front matter); an exported cell of imports alone is scaffolding and is left out.
+Each notebook becomes one HTML page (nbconvert, the lab template), with a sidebar in pipeline order; nbs/images is
+copied next to the pages. The real site is built by nbdev/Quarto in GitHub Actions (.github/workflows/deploy.yaml).
 """
 
 import ast
@@ -95,7 +95,9 @@ def process(nb: dict) -> tuple[dict, str]:
             md = doc_markdown(module, body)
             if md:
                 cells.append({"cell_type": "markdown", "metadata": {}, "source": md})
-    first = next((i for i, c in enumerate(cells) if c["cell_type"] == "markdown" and re.match(r"# ", c["source"])), 0)
+    first = next(
+        (i for i, c in enumerate(cells) if c["cell_type"] == "markdown" and re.match(r"# ", "".join(c["source"]))), 0
+    )
     nb["cells"] = cells[first : first + 1] + cells[:first] + cells[first + 1 :]  # the title and summary first
     return nb, title or "heart_nb"
 

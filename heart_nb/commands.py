@@ -200,12 +200,15 @@ def _demo(args) -> int:
 # %% ../nbs/08b_commands.ipynb #5c13cd34
 def _keras_quietly() -> None:
     "Import Keras and run one tiny layer with file descriptor 2 closed: TensorFlow's start-up lines never show."
+    import logging
+
     import numpy as np
 
     with _quiet_stderr():
         import keras
 
         keras.layers.Dense(1)(np.zeros((1, 1), np.float32))
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # nor its Python warnings (retracing) later
 
 
 class _quiet_stderr:

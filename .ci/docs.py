@@ -76,6 +76,7 @@ def process(nb: dict) -> tuple[dict, str]:
     for c in nb["cells"]:
         src = "".join(c["source"])
         if c["cell_type"] == "markdown":
+            c["source"] = src = re.sub(r"\]\((\w+)\.ipynb", r"](\1.html", src)  # links to notebooks: their pages
             m = re.search(r"^# (.+)$", src, re.M)
             title = title or (m.group(1).strip() if m else None)
             cells.append(c)

@@ -4,7 +4,8 @@ Clones this repository's HEAD into a temporary folder and runs, in order, every 
 bash session (as a reader pastes them into one shell; `set -e`), then every ```python block in one Python process
 of the clone's .venv. Only these changes are made, each printed as it is applied:
 
-- budget: `heart-nb demo` and `heart-nb train` get `--epochs 1`; `train(...)` in Python gets `epochs=1`;
+- budget: `heart-nb train` gets `--epochs 1` and `train(...)` in Python `epochs=1`; the demo runs in full, and the
+  table it prints must be the README's;
 - the Python blocks run twice, from the clone and from its `nbs/` (where JupyterLab starts), with
   `HEART_NB_BMDHS` pointing at the data (the clone is not beside `shared/`);
 - `bash .ci/run` is skipped (this check runs inside it);
@@ -36,12 +37,24 @@ def blocks(text: str, lang: str) -> list[str]:
     return re.findall(rf"^```{lang}\n(.*?)^```", text, flags=re.M | re.S)
 
 
+def demo_table(text: str) -> list[str]:
+    "The table `heart-nb demo` ends with (its header to its last `run_` row), as found in `text`."
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if "balanced_accuracy" in line and "macro_auroc" in line), None)
+    if start is None:
+        return []
+    end = start + 1
+    while end < len(lines) and (lines[end].startswith("run") or not lines[end].strip()):
+        end += 1
+    return [line.rstrip() for line in lines[start:end] if line.strip()]
+
+
 def adapt_sh(line: str) -> tuple[str, str]:
     "One README shell line as this check runs it, and what was changed (empty when nothing)."
     code = line.split("  #")[0].rstrip()
     if code.strip() == "bash .ci/run":
         return "", "skipped: this check runs inside .ci/run"
-    if re.search(r"\bheart-nb (demo|train)\b", code):
+    if re.search(r"\bheart-nb train\b", code):
         return code + " --epochs 1", "budget: --epochs 1"
     if "jax[cuda12]" in code:
         return code.replace("jax[cuda12]", "jax[cpu]"), "jax[cpu]: no GPU here"
@@ -124,6 +137,11 @@ def main() -> int:
                     ).returncode
                     == 0
                 )
+    if ok:
+        ran, shown = demo_table(log.read_text()), demo_table(readme)
+        if ran != shown or not ran:
+            ok = False
+            print("readme_check: the demo printed\n" + "\n".join(ran) + "\nbut the README shows\n" + "\n".join(shown))
     if not ok:
         print(log.read_text()[-4000:])
     print(

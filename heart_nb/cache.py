@@ -5,12 +5,9 @@
 # %% ../nbs/03a_cache.ipynb #aff9f083
 from __future__ import annotations
 
-import ctypes
-import gc
 import hashlib
 import json
 import os
-import sys
 import tempfile
 import time
 import uuid
@@ -23,18 +20,11 @@ import pandas as pd
 # joblib, tqdm and threadpoolctl are imported where features are computed: a warm cache needs none of them
 from .audio import os_error_line
 from .core import HeartConfig, HeartError
-from heart_nb.features import (
-    FEATURES_VERSION,
-    FeatureSet,
-    feature_key,
-    feature_key_json,
-    mel_pairs,
-    planned_windows,
-    recording_features,
-)
+from .features import FEATURES_VERSION, FeatureSet, feature_key, feature_key_json, mel_pairs, planned_windows
+from .workers import run_workers
 
 # %% auto #0
-__all__ = ['FeatureCache', 'default_jobs', 'default_backend', 'extract_features']
+__all__ = ['FeatureCache', 'extract_features']
 
 # %% ../nbs/03a_cache.ipynb #99f6c89a
 class FeatureCache:
@@ -111,20 +101,6 @@ class FeatureCache:
                 p.unlink(missing_ok=True)
 
 # %% ../nbs/03a_cache.ipynb #a1edbd66
-def default_jobs(n_files: int) -> int:
-    "Worker processes for `n_files` files: 1 for fewer than 16 (starting workers costs more), else every core up to 8."
-    return 1 if n_files < 16 else min(os.cpu_count() or 1, 8)
-
-
-def default_backend() -> str:
-    "joblib backend for feature workers: 'multiprocessing' (fork) when that is safe here, else 'loky'."
-    import multiprocessing as mp
-
-    fork = (mp.get_start_method(allow_none=True) or ("fork" if sys.platform.startswith("linux") else "spawn")) == "fork"
-    ml = [m for m in ("tensorflow", "jax", "torch") if m in sys.modules]  # their thread pools do not survive fork
-    return "multiprocessing" if fork and not ml else "loky"
-
-
 def _copy_bytes(src: Path, dst_fd: int, src_off: int, dst_off: int, nbytes: int, chunk: int = 1 << 22) -> None:
     "Copy `nbytes` from `src` at `src_off` into the open file `dst_fd` at `dst_off`, a few MB at a time."
     with open(src, "rb") as f:
@@ -135,55 +111,6 @@ def _copy_bytes(src: Path, dst_fd: int, src_off: int, dst_off: int, nbytes: int,
             os.pwrite(dst_fd, b, dst_off + done)
             done += len(b)
 
-
-_heap_kept_in = None  # pid of the process whose allocator _keep_heap has set
-
-
-def _keep_heap() -> None:
-    "Have glibc's malloc keep freed memory in this process for reuse (no-op once done, or without glibc)."
-    global _heap_kept_in
-    if _heap_kept_in == os.getpid():
-        return
-    _heap_kept_in = os.getpid()
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    for param, value in (
-        (-3, 32 << 20),
-        (-1, 64 << 20),
-        (-2, 16 << 20),
-    ):  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD
-        mallopt(ctypes.c_int(param), ctypes.c_int(value))
-
-
-def _extract_into(
-    path: str, cfg: HeartConfig, target: str | None, offset: int, planned: int, worker: bool = False
-) -> tuple:
-    "Features of one file, written into `target` at `offset` if they fill the `planned` windows: (n, padded, ...)."
-    # read once: hashed and decoded; returns (n, padded, error, warnings, windows unless written, content hash);
-    # target None (a Dask worker): never written, always returned
-    if worker:
-        _keep_heap()
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        return 0, 0, os_error_line(path, e), (), None, None
-    digest = hashlib.sha1(data).hexdigest()
-    r = recording_features(path, cfg, data)
-    if r.error is not None:
-        return 0, 0, r.error, r.warnings, None, digest
-    if len(r.mel) != planned or target is None:
-        return len(r.mel), r.padded, None, r.warnings, r.mel, digest
-    fd = os.open(target, os.O_WRONLY)
-    try:
-        os.pwrite(fd, np.ascontiguousarray(r.mel, np.float32).data, offset)
-    finally:
-        os.close(fd)
-    return len(r.mel), r.padded, None, r.warnings, None, digest
-
 # %% ../nbs/03a_cache.ipynb #95275d3e
 def _strip_name(msg: str, path: str) -> str:
     "A message with its leading file path or name taken off."
@@ -191,71 +118,6 @@ def _strip_name(msg: str, path: str) -> str:
         if msg.startswith(pre):
             return msg[len(pre) :]
     return msg
-
-
-def _run_on_dask(jobs: list, cfg: HeartConfig, target: str, scheduler: str, it) -> list:
-    "`_run_workers` on the Dask cluster at `scheduler` (joblib's Dask backend): workers return windows, written here."
-    from joblib import Parallel, delayed, parallel_config
-
-    try:
-        from dask.distributed import Client
-    except ImportError:
-        raise HeartError("scheduler given but Dask is not installed: pip install 'heart_nb[dask]'") from None
-    try:
-        client = Client(scheduler, timeout="10s")
-    except (OSError, TimeoutError) as e:
-        raise HeartError(f"no Dask scheduler at {scheduler} ({e})") from None
-    out = []
-    fd = os.open(target, os.O_WRONLY)
-    try:
-        with client, parallel_config(backend="dask"):
-            gen = Parallel(n_jobs=-1, batch_size=16, pre_dispatch="4 * n_jobs", return_as="generator")(
-                delayed(_extract_into)(p, cfg, None, o, n) for p, o, n in it
-            )
-            for (p, o, n), r in zip(jobs, gen):  # in order, as they finish: one file's windows at a time
-                if r[4] is not None and r[0] == n:
-                    os.pwrite(fd, np.ascontiguousarray(r[4], np.float32).data, o)
-                    r = r[:4] + (None,) + r[5:]
-                out.append(r)
-    finally:
-        os.close(fd)
-    return out
-
-
-def _run_workers(
-    jobs: list,
-    cfg: HeartConfig,
-    target: str,
-    n_jobs: int | None,
-    backend: str | None,
-    progress: bool,
-    scheduler: str | None = None,
-) -> list:
-    "Run `_extract_into` for each (path, byte offset, planned windows) job, in order, with a progress bar."
-    from joblib import Parallel, delayed
-    from threadpoolctl import threadpool_limits
-    from tqdm.auto import tqdm
-
-    if n_jobs is None:
-        n_jobs = default_jobs(len(jobs))
-    it = tqdm(
-        jobs, desc="features", unit="file", disable=not progress, leave=False
-    )  # inputs are taken as workers free up
-    if scheduler:
-        return _run_on_dask(jobs, cfg, target, scheduler, it)
-    with threadpool_limits(1):  # one BLAS thread per process: the products are small, threads only contend
-        if n_jobs == 1 or len(jobs) <= 1:
-            return [_extract_into(p, cfg, target, o, n) for p, o, n in it]
-        freeze = gc.get_freeze_count() == 0  # (a caller's own frozen objects stay frozen)
-        if freeze:
-            gc.freeze()  # forked workers neither scan nor copy the parent's objects; joblib's gc.collect skips them
-        try:
-            return Parallel(
-                n_jobs=n_jobs, backend=backend or default_backend(), batch_size=16, pre_dispatch="2 * n_jobs"
-            )(delayed(_extract_into)(p, cfg, target, o, n, True) for p, o, n in it)
-        finally:
-            if freeze:
-                gc.unfreeze()
 
 
 def extract_features(
@@ -362,7 +224,7 @@ def _build_window_file(
                 _copy_bytes(cache.root / e["set"], fd, e["start"] * wbytes, off[i] * wbytes, e["n"] * wbytes)
         todo = [i for i in ok if i not in src]
         jobs = [(paths[i], off[i] * wbytes, planned[i]) for i in todo]
-        res = dict(zip(todo, _run_workers(jobs, cfg, target, n_jobs, backend, progress, scheduler)))
+        res = dict(zip(todo, run_workers(jobs, cfg, target, n_jobs, backend, progress, scheduler)))
         unread = {i: res[i][2] for i in todo if res[i][5] is None}
         final_n = {i: (src[i]["n"] if i in src else res[i][0]) for i in ok if i not in unread}
         if any(final_n.get(i, 0) != planned[i] for i in todo):  # a failure or a wrong prediction: lay out again

@@ -127,7 +127,7 @@ class Predictor:
         from joblib import Parallel, delayed
         from tqdm.auto import tqdm
 
-        from heart_nb.cache import default_backend, default_jobs
+        from heart_nb.workers import default_backend, default_jobs
 
         paths = list(paths)
         n_jobs = n_jobs or default_jobs(len(paths))

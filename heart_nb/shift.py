@@ -17,13 +17,13 @@ import soxr
 from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
-from .cache import default_backend, default_jobs
 from .core import HeartConfig, HeartError
 from .crossval import CVResult
 from .cvsummary import cv_rows
 from .features import FeatureSet, RecordingFeatures, feature_key, recording_features
 from .metrics import apply_temperature
 from .runs import predict_rows
+from .workers import default_backend, default_jobs
 
 # %% auto #0
 __all__ = ['SHIFTS', 'shift_audio', 'shifted_features', 'shift_result', 'shift_rows', 'plot_shift']

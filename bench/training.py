@@ -84,7 +84,7 @@ def bench_model(kind, fs, Y, groups, cfg, rounds, log):
 
     from heart_nb.features import Standardiser
     from heart_nb.models import build_model
-    from heart_nb.training import _compile, class_weights, fit_model, sample_weights
+    from heart_nb.training import class_weights, compile_model, fit_model, sample_weights
 
     X = np.asarray(fs.X)
     std = Standardiser.fit(X)
@@ -92,7 +92,7 @@ def bench_model(kind, fs, Y, groups, cfg, rounds, log):
     pick = np.random.default_rng(0).choice(len(X), n_loop, replace=False)
     Xb, Yb = std(X[pick]), Y[pick]
     wb = sample_weights(Yb, class_weights(Yb))
-    bare = _compile(build_model(kind, cfg, Y.shape[1], multilabel=True), "multilabel", cfg)
+    bare = compile_model(build_model(kind, cfg, Y.shape[1], multilabel=True), "multilabel", cfg)
     times = {"loop": [], "bare": []}
 
     class Timer(keras.callbacks.Callback):

@@ -24,7 +24,7 @@ from .runs import Member, member_kinds, predict_rows
 from .splits import assert_patient_disjoint, choose_task, patient_split, present_classes, target_matrix
 
 # %% auto #0
-__all__ = ['class_weights', 'sample_weights', 'learning_rate_at', 'distribution_scope', 'fit_model', 'train']
+__all__ = ['class_weights', 'sample_weights', 'learning_rate_at', 'distribution_scope', 'compile_model', 'fit_model', 'train']
 
 # %% ../nbs/05_training.ipynb #a1db8d17
 def class_weights(Y: np.ndarray) -> np.ndarray:
@@ -91,7 +91,7 @@ def distribution_scope(cfg: HeartConfig) -> tuple:
     raise HeartError(f"distribution='data_parallel' needs the JAX or TensorFlow backend, not {backend}")
 
 
-def _compile(model, task: str, cfg: HeartConfig, masked: bool = False):
+def compile_model(model, task: str, cfg: HeartConfig, masked: bool = False):
     "Compile `model` for `task` with Adam at `cfg.learning_rate`; `masked`: unknown (NaN) targets left out of the loss."
     import keras
 
@@ -234,7 +234,7 @@ def fit_model(
         lines = _EpochLines(epochs or cfg.epochs)
         cbs.append(keras.callbacks.LambdaCallback(on_epoch_begin=lines.begin, on_epoch_end=lines.end))
     with scope:  # one scope: model variables and batches on the same devices
-        net = _compile(build_model(kind, cfg, Y.shape[1], multilabel=task == "multilabel"), task, cfg, masked)
+        net = compile_model(build_model(kind, cfg, Y.shape[1], multilabel=task == "multilabel"), task, cfg, masked)
         # verbose 2: our one line per epoch, not Keras's bar; shuffle=False: the draw shuffles (Keras would shuffle
         # the batches with Python's global `random`, which a resumed run cannot reproduce)
         val = validation_windows(Xva, Yva, std, replicas=r, shard=shard)

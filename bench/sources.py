@@ -460,7 +460,8 @@ def main():
         r["shipped"] = r.get("shipped", args.model == SHIPPED and shipped_rows)
         if args.set:
             r["model"] += " " + ", ".join(args.set)
-    name = {"dc": "confound", "c": "shift"}.get(args.part, f"{args.model.replace('+', '_')}{tag}")
+    part = "_a" if args.part == "a" else ""  # (a) alone: its own file, beside the (b) rows of the same model
+    name = {"dc": "confound", "c": "shift"}.get(args.part, f"{args.model.replace('+', '_')}{tag}{part}")
     out = Path(args.results) / f"sources_{name}.json"
     meta = {
         "command": "python " + " ".join(sys.argv),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import HeartConfig, HeartError, atomic_path, atomic_write_text
+from .core import CLASSES, HeartConfig, HeartError, atomic_path, atomic_write_text
 from .demo import run_demo
 
 # %% auto #0
@@ -290,10 +290,10 @@ def _predict(args) -> int:
         if r["error"]:
             continue
         hr = "n/a" if r["heart_rate_bpm"] is None else f"{r['heart_rate_bpm']:.0f} bpm"
-        print(
-            f"{r['path']}: {r['prediction']}  ({', '.join(f'{c} {v:.3f}' for c, v in r['probabilities'].items())}; "
-            f"heart rate {hr}; quality {r['quality']})"
-        )
+        probs = ", ".join(f"{c} {v:.3f}" for c, v in r["probabilities"].items() if c in CLASSES)
+        murmur = pred.murmur_text(r["probabilities"])
+        murmur = f"; murmur: {r['murmur']} ({murmur})" if murmur else ""
+        print(f"{r['path']}: {r['prediction']}  ({probs}{murmur}; heart rate {hr}; quality {r['quality']})")
     if args.csv and pred is not None:
         flat = [
             {k: v for k, v in r.items() if k != "probabilities"}
@@ -321,7 +321,9 @@ def _print_patients(args, pred, plan: list, manifest) -> int:
         if args.json:
             print(json.dumps({k: v for k, v in p.items() if not k.startswith("_")}))
             continue
-        probs = ", ".join(f"{c} {v:.3f}" for c, v in p["probabilities"].items())
+        probs = ", ".join(f"{c} {v:.3f}" for c, v in p["probabilities"].items() if c in CLASSES)
+        murmur = pred.murmur_text(p["probabilities"], "patient") if p["probabilities"] else ""
+        probs += f"; murmur: {p['murmur']} ({murmur})" if murmur else ""
         why = (
             "; left out: " + "; ".join(f"{f}: {q}" for f, q in p["left_out"].items())
             if p["prediction"] == "unknown"
@@ -337,6 +339,7 @@ def _print_patients(args, pred, plan: list, manifest) -> int:
             {
                 "patient": p["patient"],
                 "prediction": p["prediction"],
+                "murmur": p["murmur"],
                 "recordings_used": p["recordings_used"],
                 "recordings_left_out": p["recordings_left_out"],
                 **{f"p_{c}": p["probabilities"].get(c) for c in pred.classes},

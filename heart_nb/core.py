@@ -21,14 +21,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 # %% auto #0
-__all__ = ['CLASSES', 'LESIONS', 'AUDIO_SUFFIXES', 'SHIPPED', 'CLASS_NAMES', 'HeartError', 'HeartConfig', 'atomic_path',
-           'atomic_write_text', 'seed_everything', 'find_bmdhs']
+__all__ = ['CLASSES', 'LESIONS', 'AUDIO_SUFFIXES', 'SHIPPED', 'MURMURS', 'TARGETS', 'CLASS_NAMES', 'MURMUR_NAMES', 'HeartError',
+           'HeartConfig', 'atomic_path', 'atomic_write_text', 'seed_everything', 'find_bmdhs']
 
 # %% ../nbs/00_core.ipynb #5da0b6dd
 CLASSES: tuple[str, ...] = ("N", "AR", "MR", "TR", "AS", "MS", "PS")
 LESIONS: tuple[str, ...] = CLASSES[1:]
 AUDIO_SUFFIXES: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3")  # what counts as a recording, everywhere
 SHIPPED: str = "baseline+cnn"  # the model `heart-nb train` ships: what cross-validation found best
+MURMURS: tuple[str, ...] = ("murmur", "systolic", "diastolic")  # what every source can tell: is a murmur heard, when
+TARGETS: tuple[str, ...] = CLASSES + MURMURS  # every column a manifest may label and a multi-label model may learn
 CLASS_NAMES: dict[str, str] = {
     "N": "Normal",
     "AR": "Aortic regurgitation",
@@ -37,6 +39,11 @@ CLASS_NAMES: dict[str, str] = {
     "AS": "Aortic stenosis",
     "MS": "Mitral stenosis",
     "PS": "Pulmonary stenosis",
+}
+MURMUR_NAMES: dict[str, str] = {
+    "murmur": "Murmur heard",
+    "systolic": "Systolic murmur",
+    "diastolic": "Diastolic murmur",
 }
 
 # %% ../nbs/00_core.ipynb #37696ca3

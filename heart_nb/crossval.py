@@ -121,7 +121,7 @@ def cross_validate(
     if fs.manifest.path.tolist() != man.path.tolist():
         fs = fs.select(man)
         man = fs.manifest
-    classes = present_classes(man)
+    classes = present_classes(man, task)
     Y = target_matrix(man, classes)
     is_extra = np.arange(len(man)) >= n_main
     src = man["source"].fillna("").astype(str).to_numpy() if "source" in man.columns else np.full(len(man), "")

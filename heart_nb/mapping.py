@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 
 from .annotations import load_annotations, normalise_patient_id, parse_label_text
-from .core import AUDIO_SUFFIXES, CLASSES, HeartError, atomic_path
+from .core import AUDIO_SUFFIXES, CLASSES, LESIONS, MURMURS, TARGETS, HeartError, atomic_path
 
 # %% auto #0
-__all__ = ['PRESETS', 'REFERENCE_PRESETS', 'MANIFEST_COLUMNS', 'compile_pattern', 'parse_recording_name', 'build_manifest',
-           'report_path', 'write_manifest', 'read_manifest', 'split_groups', 'map_dataset', 'summarise_report',
-           'build_folder_manifest', 'build_reference_manifest', 'combine_manifests']
+__all__ = ['PRESETS', 'REFERENCE_PRESETS', 'MURMUR_OF_LESION', 'MANIFEST_COLUMNS', 'compile_pattern', 'parse_recording_name',
+           'murmurs_from_lesions', 'build_manifest', 'report_path', 'write_manifest', 'read_manifest', 'split_groups',
+           'map_dataset', 'summarise_report', 'build_folder_manifest', 'build_reference_manifest',
+           'build_circor_manifest', 'combine_manifests']
 
 # %% ../nbs/02_mapping.ipynb #fd717db7
 PRESETS: dict[str, str] = {
@@ -27,7 +28,7 @@ PRESETS: dict[str, str] = {
     r"(?P<extra>[^.]*)\.\w+$",
     "prefix-site": r"^(?P<patient>[^_]+)_(?P<site>[A-Za-z]+)(?P<extra>[^.]*)\.\w+$",
 }
-REFERENCE_PRESETS: tuple[str, ...] = ("physionet2016",)  # a reference table (recording, database, label), not names
+REFERENCE_PRESETS: tuple[str, ...] = ("physionet2016", "circor2022")  # label tables, not file names
 
 
 def compile_pattern(pattern: str) -> re.Pattern:
@@ -47,6 +48,24 @@ def parse_recording_name(name: str, pattern: str = "bmd-hs") -> dict | None:
     m = compile_pattern(pattern).match(Path(name).name)
     return None if m is None else {k: v for k, v in m.groupdict().items()}
 
+# %% ../nbs/02_mapping.ipynb #fe156cf0
+MURMUR_OF_LESION: dict[str, str] = {"AS": "systolic", "MR": "systolic", "TR": "systolic", "PS": "systolic"} | {
+    "AR": "diastolic",
+    "MS": "diastolic",
+}  # when in the cycle each lesion's murmur is heard
+
+
+def murmurs_from_lesions(lesions: pd.DataFrame) -> pd.DataFrame:
+    """`murmur`, `systolic`, `diastolic` (1, 0, NaN) implied by lesion columns: 1 if one of the phase's lesions is
+    1, 0 if all are 0, else unknown."""
+    out = pd.DataFrame(index=lesions.index)
+    for phase in ("systolic", "diastolic"):
+        L = lesions[[c for c, ph in MURMUR_OF_LESION.items() if ph == phase and c in lesions.columns]]
+        out[phase] = np.where((L == 1).any(axis=1), 1.0, np.where((L == 0).all(axis=1), 0.0, np.nan))
+    s, d = out.systolic, out.diastolic
+    out.insert(0, "murmur", np.where((s == 1) | (d == 1), 1.0, np.where((s == 0) & (d == 0), 0.0, np.nan)))
+    return out[list(MURMURS)]
+
 # %% ../nbs/02_mapping.ipynb #b81a2f26
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "path",
@@ -56,7 +75,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "posture",
     "label",
     "source",
-    *CLASSES,
+    *TARGETS,
 )
 
 
@@ -113,6 +132,7 @@ def build_manifest(
             }
         )
     man = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    man[list(MURMURS)] = murmurs_from_lesions(man[list(LESIONS)])
     for pid in sorted(set(ann.index) - set(man.patient_id)):
         note("patient_without_files", "", pid, "annotated, but no audio file matched")
     for e in annotations.attrs.get("excluded", []):
@@ -188,9 +208,14 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     for c in CLASSES:
         if c not in man.columns:
             man[c] = [int(c in str(l).split("+")) for l in man.label]
-    bad = man[~(man[list(CLASSES)].isin([0, 1]) | man[list(CLASSES)].isna()).all(axis=1)]
+    for c in MURMURS:  # a manifest written before the murmur targets: unknown
+        if c not in man.columns:
+            man[c] = np.nan
+    bad = man[~(man[list(TARGETS)].isin([0, 1]) | man[list(TARGETS)].isna()).all(axis=1)]
     if len(bad):
-        raise HeartError(f"{path}: row {bad.index[0] + 2}: class columns must be 0, 1 or empty (unknown)")
+        raise HeartError(
+            f"{path}: row {bad.index[0] + 2}: class and murmur columns must be 0, 1 or empty (unknown)"
+        )
     man["source"] = man["source"].fillna("").astype(str) if "source" in man.columns else ""
     if "recording_id" not in man.columns:
         man["recording_id"] = [Path(p).stem for p in man.path]
@@ -218,9 +243,11 @@ def map_dataset(
     """Build the manifest — labels from the workbook (`layout='names'`) or from class folders (`layout='folders'`) —
     and write it and its report to `out`."""
     if pattern in REFERENCE_PRESETS:
+        table = {"physionet2016": "REFERENCE.csv", "circor2022": "patients.csv"}[pattern]
         if annotations is None:
-            raise HeartError(f"preset {pattern!r} needs its reference table (--annotations REFERENCE.csv)")
-        man, rep = build_reference_manifest(annotations, audio_dir, pattern)
+            raise HeartError(f"preset {pattern!r} needs its label table (--annotations {table})")
+        build = build_circor_manifest if pattern == "circor2022" else build_reference_manifest
+        man, rep = build(annotations, audio_dir, pattern)
     elif layout == "folders":
         if annotations is not None:
             raise HeartError(
@@ -306,28 +333,53 @@ def build_folder_manifest(audio_dir: str | Path, group: str | None = None) -> tu
             pid,
             "recordings left out: one patient, several labels",
         )
-    man = man[~man.patient_id.isin(clash[clash > 1].index)]
-    man = man.copy()
+    man = man[~man.patient_id.isin(clash[clash > 1].index)].copy()
+    man[list(MURMURS)] = murmurs_from_lesions(man[list(LESIONS)])
     _note_identical(man, note)
     return man.reset_index(drop=True), pd.DataFrame(report, columns=["kind", "file", "patient_id", "detail"])
 
 # %% ../nbs/02_mapping.ipynb #168ef0da
+def _appendix_labels(a: pd.Series | None, normal: bool) -> dict:
+    "The labels one PhysioNet 2016 recording's appendix row (or None) asserts beyond normal/abnormal (see the table)."
+    unknown = {c: np.nan for c in MURMURS}
+    lesions = {c: (0 if normal else np.nan) for c in LESIONS}
+    if a is None:
+        return lesions | unknown
+    db, dx = str(a.get("database", "")), str(a.get("diagnosis", "")).strip()
+    none = {c: 0 for c in MURMURS}
+    if db == "c" and dx in ("AS", "MR"):
+        return lesions | {dx: 1, "murmur": 1, "systolic": 1, "diastolic": np.nan}
+    if db in ("a", "c") and normal:
+        return lesions | none
+    if db == "a" and dx == "Benign":
+        return lesions | {"murmur": 1, "systolic": np.nan, "diastolic": np.nan}
+    code = pd.to_numeric(a.get("murmur_code"), errors="coerce")  # b only: 2 none, 3 weak, 4 strong, 6 unclear
+    where = pd.to_numeric(a.get("murmur_location_code"), errors="coerce")  # 2 systolic, 3 diastolic, 4 both
+    if code == 2:
+        return lesions | none
+    if code in (3, 4) and where in (2, 3, 4):
+        return lesions | {"murmur": 1, "systolic": int(where in (2, 4)), "diastolic": int(where in (3, 4))}
+    if code in (3, 4):
+        return lesions | {"murmur": 1, "systolic": np.nan, "diastolic": np.nan}
+    return lesions | unknown
+
+
 def build_reference_manifest(
     reference: str | Path, audio_dir: str | Path, name: str = "physionet2016"
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "Manifest and report of a normal/abnormal reference table (`recording, database, label`) and its audio folder."
+    """Manifest and report of a normal/abnormal reference table (`recording, database, label`) and its audio folder;
+    with `APPENDIX.csv` beside the table, its diagnoses and murmur codes too."""
     reference, audio_dir = Path(reference), Path(audio_dir)
     if not reference.is_file():
         raise HeartError(f"{reference}: reference table not found")
     if not audio_dir.is_dir():
         raise HeartError(f"{audio_dir}: audio folder not found")
-    try:
-        ref = pd.read_csv(reference, dtype=str)
-    except Exception as e:
-        raise HeartError(f"{reference}: not a readable CSV ({type(e).__name__})") from None
-    need = [c for c in ("recording", "database", "label") if c not in ref.columns]
-    if need:
-        raise HeartError(f"{reference}: lacks column(s) {need}; expected recording, database, label (normal/abnormal)")
+    ref = _read_table(reference, ("recording", "database", "label"), "recording, database, label (normal/abnormal)")
+    app = reference.with_name("APPENDIX.csv")
+    appendix = {}
+    if app.is_file():
+        tab = _read_table(app, ("recording", "database", "diagnosis"), "recording, database, diagnosis, murmur codes")
+        appendix = {str(r["recording"]): r for _, r in tab.iterrows()}
     files = {p.stem: p for p in sorted(audio_dir.rglob("*")) if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES}
     rows, report = [], []
 
@@ -343,8 +395,11 @@ def build_reference_manifest(
         if p is None:
             note("missing_file", str(r.recording), "", f"row {i}: no audio file {r.recording}.* in {audio_dir}")
             continue
+        if appendix and str(r.recording) not in appendix:
+            note("not_in_appendix", p.name, "", f"not in {app.name}: murmur targets unknown")
         src = f"{name}/{r.database}"
-        lesions = {c: (0 if lab == "normal" else np.nan) for c in CLASSES if c != "N"}
+        labels = _appendix_labels(appendix.get(str(r.recording)), lab == "normal")
+        dx = "" if str(r.recording) not in appendix else str(appendix[str(r.recording)].get("diagnosis", "")).strip()
         rows.append(
             {
                 "path": str(p.resolve()),
@@ -352,10 +407,10 @@ def build_reference_manifest(
                 "patient_id": f"{src}/{p.stem}",
                 "site": "",
                 "posture": "",
-                "label": "N" if lab == "normal" else "abnormal",
+                "label": "N" if lab == "normal" else (dx if dx in LESIONS else "abnormal"),
                 "source": src,
                 "N": int(lab == "normal"),
-                **lesions,
+                **labels,
                 "split_group": src,
             }
         )
@@ -364,6 +419,73 @@ def build_reference_manifest(
     man = pd.DataFrame(rows, columns=[*MANIFEST_COLUMNS, "split_group"])
     if man.empty:
         raise HeartError(f"{reference}: no row has both a known label and an audio file in {audio_dir}")
+    _note_identical(man, note)
+    return man.reset_index(drop=True), pd.DataFrame(report, columns=["kind", "file", "patient_id", "detail"])
+
+
+def _read_table(path: Path, need: tuple[str, ...], expected: str) -> pd.DataFrame:
+    "A CSV table read as text, with its columns `need` checked (one clear line naming the file otherwise)."
+    try:
+        tab = pd.read_csv(path, dtype=str)
+    except Exception as e:
+        raise HeartError(f"{path}: not a readable CSV ({type(e).__name__})") from None
+    missing = [c for c in need if c not in tab.columns]
+    if missing:
+        raise HeartError(f"{path}: lacks column(s) {missing}; expected {expected}")
+    return tab
+
+# %% ../nbs/02_mapping.ipynb #9167936f
+def build_circor_manifest(
+    patients: str | Path, audio_dir: str | Path, name: str = "circor2022"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "Manifest and report of CirCor 2022's patient table (one row per recording) and its audio folder."
+    patients, audio_dir = Path(patients), Path(audio_dir)
+    if not patients.is_file():
+        raise HeartError(f"{patients}: patient table not found")
+    if not audio_dir.is_dir():
+        raise HeartError(f"{audio_dir}: audio folder not found")
+    need = ("recording", "patient_id", "location", "Murmur", "Outcome", "Systolic murmur timing")
+    tab = _read_table(patients, (*need, "Diastolic murmur timing"), "CirCor's patients.csv columns " + ", ".join(need))
+    files = {p.stem: p for p in sorted(audio_dir.rglob("*")) if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES}
+    rows, report = [], []
+
+    def note(kind, file, pid, detail):
+        report.append({"kind": kind, "file": file, "patient_id": pid, "detail": detail})
+
+    timed = lambda v: int(str(v).strip().lower() not in ("", "nan", "none"))
+    for i, r in enumerate(tab.to_dict("records"), start=2):
+        murmur, outcome = str(r["Murmur"]).strip(), str(r["Outcome"]).strip()
+        if murmur not in ("Present", "Absent") or outcome not in ("Normal", "Abnormal"):
+            detail = f"row {i}: Murmur {murmur!r}, Outcome {outcome!r}; expected Present/Absent and Normal/Abnormal"
+            note("unknown_label", str(r["recording"]), str(r["patient_id"]), detail)
+            files.pop(str(r["recording"]), None)  # reported once, as unknown_label
+            continue
+        p = files.pop(str(r["recording"]), None)
+        if p is None:
+            note("missing_file", str(r["recording"]), "", f"row {i}: no audio file {r['recording']}.* in {audio_dir}")
+            continue
+        normal, heard = outcome == "Normal", murmur == "Present"
+        rows.append(
+            {
+                "path": str(p.resolve()),
+                "recording_id": p.stem,
+                "patient_id": f"{name}/{r['patient_id']}",
+                "site": str(r["location"]),
+                "posture": "",
+                "label": ("N" if normal else "abnormal") + ("+murmur" if heard else ""),
+                "source": name,
+                "N": int(normal),
+                **{c: (0 if normal else np.nan) for c in LESIONS},
+                "murmur": int(heard),
+                "systolic": timed(r["Systolic murmur timing"]) if heard else 0,
+                "diastolic": timed(r["Diastolic murmur timing"]) if heard else 0,
+            }
+        )
+    for stem, p in files.items():
+        note("unannotated_file", p.name, "", f"not in {patients.name}")
+    man = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    if man.empty:
+        raise HeartError(f"{patients}: no row has both a known label and an audio file in {audio_dir}")
     _note_identical(man, note)
     return man.reset_index(drop=True), pd.DataFrame(report, columns=["kind", "file", "patient_id", "detail"])
 

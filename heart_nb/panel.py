@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import AUDIO_SUFFIXES, CLASS_NAMES, HeartError, atomic_write_text
+from .core import AUDIO_SUFFIXES, CLASS_NAMES, MURMUR_NAMES, HeartError, atomic_write_text
 from .features import log_mel
 from .prediction import Analysis, Predictor, audio_files
 from .runs import Run
@@ -134,13 +134,19 @@ def _png(fig) -> str:
     return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
+def _murmur_called(patient: dict) -> list[str]:
+    "The murmur targets a patient row calls (`murmur` whenever a phase is)."
+    m = patient.get("murmur", "")
+    return [] if m in ("", "none", "unknown") else ["murmur", *m.split("+")]
+
+
 def _probability_figure(predictor: Predictor, patient: dict):
     "Bars of the patient's probabilities with each class's threshold marked."
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 0.45 * len(predictor.classes) + 0.8))
     p = [patient["probabilities"][c] for c in predictor.classes]
-    called = patient["prediction"].split("+")
+    called = patient["prediction"].split("+") + _murmur_called(patient)
     ax.barh(predictor.classes, p, color=["C3" if c in called else "C0" for c in predictor.classes])
     if patient["thresholds"]:
         t = [patient["thresholds"][c] for c in predictor.classes]
@@ -199,8 +205,8 @@ def patient_report(predictor: Predictor, patient: dict, recordings: list[dict], 
         f"<h1>{esc(patient['patient'])}: <span id='verdict'>{esc(patient['prediction'])}</span></h1>",
         "<p class='notice'>A research tool, not a medical device: not for diagnosis or treatment decisions.</p>",
     ]
-    names = {c: CLASS_NAMES.get(c, c) for c in predictor.classes}
-    called = patient["prediction"].split("+")
+    names = {c: CLASS_NAMES.get(c) or MURMUR_NAMES[c] for c in predictor.classes}
+    called = patient["prediction"].split("+") + _murmur_called(patient)
     if patient["prediction"] == "unknown":
         body.append("<p>No recording passed the quality gate; reasons below.</p>")
     else:
@@ -208,6 +214,9 @@ def patient_report(predictor: Predictor, patient: dict, recordings: list[dict], 
             f"<p>Called: {esc(', '.join(names[c] for c in called if c in names) or 'no class reached its threshold')}"
             ".</p>"
         )
+        murmur = predictor.murmur_text(patient["probabilities"], "patient")
+        if murmur:
+            body.append(f"<p id='murmur'>Murmur: <b>{esc(patient['murmur'])}</b> ({esc(murmur)}).</p>")
         body.append(_png(_probability_figure(predictor, patient)))
         thr = {c: f"{t:.3f}" for c, t in patient["thresholds"].items()} or {
             c: "(most probable)" for c in predictor.classes

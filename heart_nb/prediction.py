@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .baseline import summarise_windows
-from .core import AUDIO_SUFFIXES, HeartConfig, HeartError
+from .core import AUDIO_SUFFIXES, CLASSES, MURMURS, HeartConfig, HeartError
 from .cycle import Quality, read_recording
 from .export import OnnxNetworks
 from .features import recording_log_mel
@@ -34,17 +34,19 @@ class Analysis:
     probabilities: dict[str, float]
     quality: Quality
     prediction: str
+    murmur: str = ""  # the murmur called ('systolic', 'none', ...; '' for a run without murmur heads)
 
     def row(self) -> dict:
         "The row `predict` returns and `heart-nb predict --json` prints."
-        return _row(self.path, self.prediction, self.probabilities, self.quality)
+        return _row(self.path, self.prediction, self.probabilities, self.quality, self.murmur)
 
 
-def _row(path, prediction: str, probs: dict, q: Quality) -> dict:
-    "One recording's row: path, prediction, probabilities (4 decimals), quality, heart_rate_bpm, error ('')."
+def _row(path, prediction: str, probs: dict, q: Quality, murmur: str = "") -> dict:
+    "One recording's row: path, prediction, murmur, probabilities (4 decimals), quality, heart_rate_bpm, error ('')."
     return {
         "path": str(path),
         "prediction": prediction,
+        "murmur": murmur,
         "probabilities": {c: round(v, 4) for c, v in probs.items()},
         "quality": q.verdict,
         "heart_rate_bpm": q.heart_rate_bpm,
@@ -54,7 +56,7 @@ def _row(path, prediction: str, probs: dict, q: Quality) -> dict:
 
 def error_row(path, error: str) -> dict:
     "The row of a file that could not be used: its path and the one-line reason, no probabilities."
-    return {"path": str(path), "prediction": "", "quality": "", "heart_rate_bpm": None, "error": error}
+    return {"path": str(path), "prediction": "", "murmur": "", "quality": "", "heart_rate_bpm": None, "error": error}
 
 # %% ../nbs/07a_prediction.ipynb #eec2f3cb
 class Predictor:
@@ -98,8 +100,29 @@ class Predictor:
         if quality != "ok":
             return "unknown"
         P = np.array([[probs[c] for c in self.classes]])
-        on = [c for c, x in zip(self.classes, decisions(P, self.run.thresholds(level), self.run.task)[0]) if x]
+        called = decisions(P, self.run.thresholds(level), self.run.task)[0]
+        on = [c for c, x in zip(self.classes, called) if x and c in CLASSES]  # murmur targets: `murmur`
         return "+".join(on) if on else "none"
+
+    def murmur(self, probs: dict[str, float], quality: str = "ok", level: str = "recording") -> str:
+        """The murmur called at the run's `level` thresholds: 'systolic', 'diastolic', 'systolic+diastolic', 'murmur'
+        (heard, phase not called) or 'none'; 'unknown' if the gate failed; '' for a run without murmur heads."""
+        if "murmur" not in self.classes and "systolic" not in self.classes:
+            return ""
+        if quality != "ok":
+            return "unknown"
+        thr = dict(zip(self.classes, self.run.thresholds(level)))
+        on = {c for c in MURMURS if c in self.classes and probs[c] >= thr[c]}
+        phases = [c for c in ("systolic", "diastolic") if c in on]
+        return "+".join(phases) if phases else ("murmur" if "murmur" in on else "none")
+
+    def murmur_text(self, probs: dict[str, float], level: str = "recording") -> str:
+        "The murmur probabilities as read: 'systolic murmur 0.91 (threshold 0.42), …' ('' without murmur heads)."
+        thr = dict(zip(self.classes, self.run.thresholds(level)))
+        name = {"murmur": "murmur", "systolic": "systolic murmur", "diastolic": "diastolic murmur"}
+        return ", ".join(
+            f"{name[c]} {probs[c]:.2f} (threshold {thr[c]:.2f})" for c in MURMURS if c in self.classes and c in probs
+        )
 
     def analyse(self, path: str | Path) -> Analysis:
         "Everything about one recording; HeartError (naming the file) when it cannot be read."
@@ -107,7 +130,7 @@ class Predictor:
         X = recording_log_mel(y, self.run.cfg)[0]  # the function extract_features uses
         Pw = self.probabilities(X)
         probs = dict(zip(self.classes, map(float, Pw.mean(0))))
-        return Analysis(Path(path), y, X, Pw, probs, q, self.decide(probs, q.verdict))
+        return Analysis(Path(path), y, X, Pw, probs, q, self.decide(probs, q.verdict), self.murmur(probs, q.verdict))
 
     def predict(self, path: str | Path) -> dict:
         "Row of one recording: path, prediction, probabilities, quality, heart_rate_bpm, error ('')."
@@ -167,7 +190,8 @@ class Predictor:
                 rows.append((error_row(p, r[3]), None))
                 continue
             probs = P[id(r)]
-            rows.append((_row(p, self.decide(probs, r[1].verdict), probs, r[1]), probs))
+            murmur = self.murmur(probs, r[1].verdict)
+            rows.append((_row(p, self.decide(probs, r[1].verdict), probs, r[1], murmur), probs))
         return rows
 
 
@@ -268,6 +292,7 @@ def predict_patients(
             {
                 "patient": pid,
                 "prediction": predictor.decide(probs, "ok", "patient") if len(used) else "unknown",
+                "murmur": predictor.murmur(probs, "ok", "patient") if len(used) else predictor.murmur({}, "failed"),
                 "probabilities": {c: round(v, 4) for c, v in probs.items()},
                 "thresholds": thr,
                 "recordings_used": len(used),

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from .core import CLASSES, HeartConfig, HeartError
+from .core import CLASSES, TARGETS, HeartConfig, HeartError
 from .mapping import split_groups
 
 # %% auto #0
@@ -21,9 +21,11 @@ __all__ = ['present_classes', 'choose_task', 'target_matrix', 'patient_split', '
            'audit_folds']
 
 # %% ../nbs/04b_splits.ipynb #5df2ef22
-def present_classes(manifest: pd.DataFrame) -> list[str]:
-    "The classes (in `CLASSES` order) with at least one positive recording in `manifest`."
-    return [c for c in CLASSES if c in manifest.columns and manifest[c].sum() > 0]
+def present_classes(manifest: pd.DataFrame, task: str = "multilabel") -> list[str]:
+    """The targets (in `TARGETS` order) with at least one positive recording in `manifest`; a multi-class task learns
+    the classes only (one per recording), a multi-label one the murmur targets too."""
+    names = TARGETS if task == "multilabel" else CLASSES
+    return [c for c in names if c in manifest.columns and manifest[c].sum() > 0]
 
 
 def choose_task(manifest: pd.DataFrame) -> str:

@@ -294,12 +294,12 @@ def train(
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = manifest.reset_index(drop=True)
-    classes = present_classes(manifest)
-    if len(classes) < 2:
-        raise HeartError(f"training needs at least 2 classes in the manifest, found {classes}")
     task = choose_task(manifest) if task == "auto" else task
     if task not in ("multiclass", "multilabel"):
         raise HeartError(f"task must be 'auto', 'multiclass' or 'multilabel', got {task!r}")
+    classes = present_classes(manifest, task)
+    if len(classes) < 2:
+        raise HeartError(f"training needs at least 2 classes in the manifest, found {classes}")
     split = patient_split(manifest, cfg)
     assert_patient_disjoint(manifest, split)
     fs = features

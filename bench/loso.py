@@ -1,0 +1,354 @@
+"""Leave one source out in the murmur label space (#30): bench/results/sources_loso_*.json, read by sources.py.
+
+Eight sources: bmd-hs, physionet2016/a ... /f, circor2022 (each mapped with its preset, the label table of
+nbs/02_mapping). For each held-out source, a model is trained on the other seven and scored on every recording of
+the held-out one, at patient level (a patient's recordings averaged; a PhysioNet recording is its own patient), with
+every metric that source's labels allow:
+
+    normal_abnormal_auroc   1 - p(N) against N = 0 (where N is known and both occur)
+    murmur_auroc            p(murmur) against the murmur target (CirCor, PhysioNet a, b, c, BMD-HS)
+    systolic_auroc, diastolic_auroc   where both values occur
+    lesion_macro_auroc      BMD-HS: each lesion the model has; PhysioNet c: AS against MR (its 24 abnormal)
+
+95 % CIs: patients bootstrapped (500 draws); each lever's difference to naive pooling on the same draws (paired).
+The baseline (the shipped logistic regression on summaries, with its two augmented copies per recording) is fitted
+on every recording of the training sources (no validation split is needed for AUROC); its copies are computed once
+for all recordings. Levers (baseline):
+
+    naive            every other source pooled, each target fitted where it is known (class-balanced)
+    without_circor   the same without CirCor in training (children's murmurs are not adults' valve disease)
+    source_stats     each source's summaries standardised by that source's own mean and spread (at test time the
+                     held-out source by its own statistics: a folder of unlabelled recordings from one stethoscope)
+    subset_ensemble  the mean of three models, each trained without one of the datasets (BMD-HS, PhysioNet, CirCor)
+    source_stats+without_circor  both
+
+Five-fold protocols (--part five): BMD-HS patient-wise 5-fold (the folds of bench/accuracy.py) alone and with every
+other source in every training fold (lesion macro-AUROC, patient level, paired difference); CirCor patient-wise
+5-fold (murmur AUROC, the in-source reference).
+
+    python bench/loso.py --part loso            # minutes per lever on 2 cores
+    python bench/loso.py --part five
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import pandas as pd
+
+SOURCES = ("bmd-hs", *(f"physionet2016/{d}" for d in "abcdef"), "circor2022")
+GROUP = {"bmd-hs": "murmur/valve", "circor2022": "murmur/valve"} | {
+    f"physionet2016/{d}": g
+    for d, g in zip("abcdef", ["murmur/valve", "coronary", "murmur/valve", "unspecified", "coronary", "unspecified"])
+}
+DATASET = lambda s: s.split("/")[0]
+LEVERS = ("naive", "without_circor", "source_stats", "subset_ensemble", "source_stats+without_circor")
+TARGET = {
+    ("circor2022", "murmur_auroc"): ">= 0.85",
+    ("physionet2016/a", "murmur_auroc"): ">= 0.85",
+    ("physionet2016/c", "murmur_auroc"): ">= 0.85",
+    ("physionet2016/d", "normal_abnormal_auroc"): ">= 0.80",
+    ("physionet2016/f", "normal_abnormal_auroc"): ">= 0.80",
+}
+
+
+def load(work: Path, cfg):
+    "The three manifests combined, their features, every recording's summaries and its augmented copies' summaries."
+    from heart_nb.baseline import augmented_copies, recording_summary, summarise_windows
+    from heart_nb.cache import extract_features
+    from heart_nb.core import find_bmdhs
+    from heart_nb.mapping import combine_manifests, map_dataset, read_manifest
+
+    D = find_bmdhs().parent
+    spec = {
+        "bmdhs": (D / "bmd-hs/BMD-HS_Data_Annotation.xlsx", D / "bmd-hs/audio", "bmd-hs"),
+        "pn16": (D / "physionet2016/REFERENCE.csv", D / "physionet2016/audio", "physionet2016"),
+        "circor": (D / "circor2022/patients.csv", D / "circor2022/audio", "circor2022"),
+    }
+    for name, args in spec.items():
+        if not (work / f"{name}.csv").exists():
+            map_dataset(args[0], args[1], work / f"{name}.csv", args[2])
+    man = combine_manifests([read_manifest(work / f"{n}.csv") for n in spec]).reset_index(drop=True)
+    fs = extract_features(man, cfg, cache_dir=work / "cache", progress=False)
+    man = fs.manifest
+    f = work / f"summaries_{cfg.baseline_copies}.npz"
+    if f.exists():
+        with np.load(f, allow_pickle=False) as z:
+            F, C = z["F"], z["C"]
+    else:
+        F = recording_summary(fs, cfg)
+        ok = np.flatnonzero(np.isfinite(F).all(1))
+        C = np.full((cfg.baseline_copies, *F.shape), np.nan, np.float32)
+        for k, aug in enumerate(augmented_copies(fs, ok, cfg, seed=0)):
+            C[k, ok] = np.stack([summarise_windows(w, cfg) for w in aug])
+        np.savez(f, F=F, C=C)
+    return man, fs, F, C
+
+
+def fit(F, C, Y, rows, cfg, src=None):
+    "A Baseline on `rows` (bool) of summaries `F` and copies `C`; `src`: per-row source for per-source statistics."
+    from heart_nb.baseline import Baseline
+
+    rows = rows & np.isfinite(F).all(1)
+    X = np.concatenate([F[rows], *[c[rows] for c in C]])
+    return Baseline("multilabel", cfg).fit(X, np.tile(Y[rows], (1 + len(C), 1)))
+
+
+def source_standardised(F, C, src):
+    "Summaries and copies with each source's own mean and spread taken out (the spread of its original recordings)."
+    F2, C2 = F.copy(), C.copy()
+    for s in np.unique(src):
+        r = (src == s) & np.isfinite(F).all(1)
+        mu, sd = F[r].mean(0), F[r].std(0) + 1e-6
+        F2[src == s] = (F[src == s] - mu) / sd
+        C2[:, src == s] = (C[:, src == s] - mu) / sd
+    return F2, C2
+
+
+def patient_scores(man, P, classes, rows):
+    "Per patient of `rows`: the mean probabilities (DataFrame p_<class>) and the patient's targets (y_<target>)."
+    from heart_nb.core import TARGETS
+
+    m = man[rows].reset_index(drop=True)
+    d = pd.DataFrame(P[rows], columns=[f"p_{c}" for c in classes])
+    for t in TARGETS:
+        d[f"y_{t}"] = m[t].to_numpy(dtype=float)
+    d["patient"] = m.patient_id.to_numpy()
+    return d.groupby("patient", sort=False).mean()
+
+
+def metrics(d: pd.DataFrame, source: str, classes) -> dict:
+    "Every metric the held-out source's labels allow, from its patient table `d`."
+    from heart_nb.core import LESIONS
+    from heart_nb.metrics import auroc
+
+    out = {}
+    both = lambda y: np.isfinite(y).any() and len(np.unique(y[np.isfinite(y)])) == 2
+    if both(d.y_N.to_numpy()):
+        out["normal_abnormal_auroc"] = auroc(1 - d.y_N.to_numpy(), 1 - d.p_N.to_numpy())
+    for t in ("murmur", "systolic", "diastolic"):
+        if f"p_{t}" in d and both(d[f"y_{t}"].to_numpy()):
+            out[f"{t}_auroc"] = auroc(d[f"y_{t}"].to_numpy(), d[f"p_{t}"].to_numpy())
+    if source == "bmd-hs":
+        a = [auroc(d[f"y_{c}"].to_numpy(), d[f"p_{c}"].to_numpy()) for c in LESIONS if f"p_{c}" in d]
+        a = [x for x in a if x == x]
+        if a:
+            out["lesion_macro_auroc"] = float(np.mean(a))
+    if source == "physionet2016/c" and "p_AS" in d and "p_MR" in d:
+        ab = d[(d.y_AS == 1) | (d.y_MR == 1)]
+        is_as = (ab.y_AS == 1).to_numpy(float)
+        out["lesion_macro_auroc"] = float(
+            np.mean([auroc(is_as, ab.p_AS.to_numpy()), auroc(1 - is_as, ab.p_MR.to_numpy())])
+        )
+    return out
+
+
+def predict(models, F):
+    "The mean probabilities of `models` (each (classes, Baseline)) over the union of their classes (NaN where absent)."
+    names = sorted({c for cl, _ in models for c in cl}, key=lambda c: [c for cl, _ in models for c in cl].index(c))
+    P = np.zeros((len(F), len(names)))
+    n = np.zeros(len(names))
+    for cl, m in models:
+        Pm = m.predict(F)
+        for j, c in enumerate(cl):
+            P[:, names.index(c)] += Pm[:, j]
+            n[names.index(c)] += 1
+    return P / n, names
+
+
+def part_loso(man, F, C, cfg, levers, n_boot, rng) -> list[dict]:
+    "Every held-out source under every lever: rows with paired CIs against naive pooling."
+    from heart_nb.splits import present_classes, target_matrix
+
+    src = man.source.to_numpy()
+    ok = np.isfinite(F).all(1)
+    Fs, Cs = source_standardised(F, C, src)
+    rows, tables = [], {}
+    for held in SOURCES:
+        test = (src == held) & ok
+        for lever in levers:
+            t0 = time.time()
+            train = (src != held) & ok
+            if "without_circor" in lever:
+                if held == "circor2022":
+                    continue
+                train &= src != "circor2022"
+            X, XC = (Fs, Cs) if lever.startswith("source_stats") else (F, C)
+            subsets = [train]
+            if lever == "subset_ensemble":
+                subsets = [
+                    train & (np.array([DATASET(s) for s in src]) != ds)
+                    for ds in ("bmd-hs", "physionet2016", "circor2022")
+                ]
+                subsets = [s for s in subsets if s.sum() < train.sum()]
+            models = []
+            for tr in subsets:
+                cl = present_classes(man[tr], "multilabel")
+                models.append((cl, fit(X, XC, target_matrix(man, cl), tr, cfg)))
+            P, names = predict(models, X)
+            tables[(held, lever)] = patient_scores(man, P, names, test)
+            print(
+                f"  {held:18s} {lever:28s} {time.time() - t0:5.0f} s  {metrics(tables[(held, lever)], held, names)}",
+                flush=True,
+            )
+        d0 = tables[(held, "naive")]
+        draws = [rng.integers(0, len(d0), len(d0)) for _ in range(n_boot)]
+        for lever in levers:
+            if (held, lever) not in tables:
+                continue
+            d = tables[(held, lever)]
+            point = metrics(d, held, [c[2:] for c in d.columns if c.startswith("p_")])
+            boot = [metrics(d.iloc[b], held, []) for b in draws]
+            base = [metrics(d0.iloc[b], held, []) for b in draws]
+            for m, v in point.items():
+                lo, hi = np.nanpercentile([b.get(m, np.nan) for b in boot], [2.5, 97.5])
+                row = {
+                    "protocol": "leave one source out, patient level",
+                    "train_sources": "the other seven" + (" without circor2022" if "without_circor" in lever else ""),
+                    "test_source": held,
+                    "group": GROUP[held],
+                    "model": f"baseline ({lever})",
+                    "metric": m,
+                    "value": round(float(v), 4),
+                    "ci_low": round(float(lo), 4),
+                    "ci_high": round(float(hi), 4),
+                    "patients": len(d),
+                    "target": TARGET.get((held, m), ""),
+                }
+                if lever != "naive":
+                    diff = [b.get(m, np.nan) - a.get(m, np.nan) for b, a in zip(boot, base)]
+                    dlo, dhi = np.nanpercentile(diff, [2.5, 97.5])
+                    row |= {
+                        "diff_vs_naive": round(float(v - metrics(d0, held, [])[m]), 4),
+                        "diff_ci_low": round(float(dlo), 4),
+                        "diff_ci_high": round(float(dhi), 4),
+                    }
+                rows.append(row)
+    return rows
+
+
+def part_five(man, fs, cfg, work, n_boot, rng) -> list[dict]:
+    "BMD-HS 5-fold alone and with every other source in training; CirCor 5-fold (the baseline)."
+    from heart_nb.crossval import cross_validate
+    from heart_nb.metrics import auroc, metric_table
+
+    bm, rest = man[man.source == "bmd-hs"], man[man.source != "bmd-hs"]
+    res = {
+        "alone": cross_validate(bm, cfg, "baseline", "multilabel", work / "five_bmdhs_alone", features=fs),
+        "with_all": cross_validate(
+            bm, cfg, "baseline", "multilabel", work / "five_bmdhs_with_all", features=fs, extra=rest
+        ),
+    }
+
+    def les(r, pick=None):
+        d, Y, P = r.level("patient")
+        vals = []
+        for k, idx in d.groupby("fold").indices.items():
+            i = idx if pick is None else idx[pick[k]]
+            vals.append(metric_table(Y[i], P[i], r.classes, r.task)["lesion_macro_auroc"])
+        return float(np.nanmean(vals))
+
+    base = res["alone"].level("patient")[0]
+    sizes = {k: len(i) for k, i in base.groupby("fold").indices.items()}
+    draws = [{k: rng.integers(0, n, n) for k, n in sizes.items()} for _ in range(n_boot)]
+    rows = []
+    for tag, r in res.items():
+        lo, hi = np.percentile([les(r, p) for p in draws], [2.5, 97.5])
+        rows.append(
+            {
+                "protocol": "BMD-HS patient-wise 5-fold, patient level",
+                "test_source": "bmd-hs",
+                "train_sources": "bmd-hs" if tag == "alone" else "bmd-hs + every other source",
+                "model": "baseline (naive)",
+                "metric": "lesion_macro_auroc",
+                "value": round(les(r), 4),
+                "ci_low": round(float(lo), 4),
+                "ci_high": round(float(hi), 4),
+            }
+        )
+    diff = [les(res["with_all"], p) - les(res["alone"], p) for p in draws]
+    lo, hi = np.percentile(diff, [2.5, 97.5])
+    rows.append(
+        {
+            "protocol": "BMD-HS patient-wise 5-fold, patient level",
+            "test_source": "bmd-hs",
+            "train_sources": "with every other source minus alone",
+            "model": "baseline (naive)",
+            "metric": "lesion_macro_auroc_diff",
+            "value": round(les(res["with_all"]) - les(res["alone"]), 4),
+            "ci_low": round(float(lo), 4),
+            "ci_high": round(float(hi), 4),
+            "target": ">= -0.01",
+        }
+    )
+    cc = man[man.source == "circor2022"]
+    r = cross_validate(cc, cfg, "baseline", "multilabel", work / "five_circor", features=fs)
+    d, Y, P = r.level("patient")
+    j = r.classes.index("murmur")
+    point = np.mean([auroc(Y[i, j], P[i, j]) for i in d.groupby("fold").indices.values()])
+    idx = list(d.groupby("fold").indices.values())
+    boot = []
+    for _ in range(n_boot):
+        picks = [i[rng.integers(0, len(i), len(i))] for i in idx]
+        boot.append(np.nanmean([auroc(Y[p, j], P[p, j]) for p in picks]))
+    lo, hi = np.nanpercentile(boot, [2.5, 97.5])
+    rows.append(
+        {
+            "protocol": "CirCor patient-wise 5-fold, patient level (one recording each)",
+            "test_source": "circor2022",
+            "train_sources": "circor2022",
+            "model": "baseline (naive)",
+            "metric": "murmur_auroc",
+            "value": round(float(point), 4),
+            "ci_low": round(float(lo), 4),
+            "ci_high": round(float(hi), 4),
+            "target": ">= 0.90",
+        }
+    )
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", default="loso", choices=["loso", "five"])
+    ap.add_argument("--levers", default=",".join(LEVERS))
+    ap.add_argument("--work", default="bench/_loso")
+    ap.add_argument("--boot", type=int, default=500)
+    ap.add_argument("--results", default="bench/results")
+    args = ap.parse_args()
+    from heart_nb.core import HeartConfig
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = HeartConfig()
+    t0 = time.time()
+    man, fs, F, C = load(work, cfg)
+    print(
+        f"{len(man)} recordings of {man.source.nunique()} sources, summaries ready: {time.time() - t0:.0f} s",
+        flush=True,
+    )
+    rng = np.random.default_rng(0)
+    if args.part == "loso":
+        rows = part_loso(man, F, C, cfg, args.levers.split(","), args.boot, rng)
+    else:
+        rows = part_five(man, fs, cfg, work, args.boot, rng)
+    out = Path(args.results) / f"sources_loso_{args.part}.json"
+    meta = {
+        "command": "python " + " ".join(sys.argv),
+        "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU",
+        "seconds": round(time.time() - t0),
+        "rows": rows,
+    }
+    out.write_text(json.dumps(meta, indent=1))
+    print(pd.DataFrame(rows).drop(columns=["train_sources"]).to_string())
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

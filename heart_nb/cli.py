@@ -95,6 +95,21 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--task", choices=["auto", "multiclass", "multilabel"], default="auto")
     t.add_argument("--cache", default=None, help="feature cache folder (default: none)")
     t.add_argument("--force", action="store_true", help="replace a finished run in --out (an unfinished one resumes)")
+    a = sub.add_parser(
+        "adapt",
+        help="adapt a trained run to a new stethoscope or site from a few of its labelled recordings",
+        description="Fine-tune every member of --run from its weights on the labelled recordings of --manifest "
+        "(replaying the run's own training recordings when they are reachable), or with --thresholds-only keep the "
+        "weights; either way refit thresholds and temperature on the manifest and recalibrate familiarity. "
+        "Writes a normal run folder that records its parent.",
+    )
+    a.add_argument("--run", required=True, help="the run folder to adapt (written by heart-nb train)")
+    a.add_argument("--manifest", required=True, help="the site's labelled recordings (heart-nb map)")
+    a.add_argument("--out", required=True, help="the adapted run folder to write")
+    a.add_argument("--thresholds-only", action="store_true", help="keep the weights; refit thresholds and temperature")
+    a.add_argument("--epochs", type=int, default=10, help="fine-tuning: at most this many epochs (default 10)")
+    a.add_argument("--cache", default=None, help="feature cache folder (default: none)")
+    a.add_argument("--force", action="store_true", help="replace a finished run in --out")
     e = sub.add_parser(
         "evaluate",
         help="metrics and plots of a run on held-out patients, or of a cross-validation",

@@ -125,6 +125,34 @@ def _train(args) -> int:
     return 0
 
 
+def _adapt(args) -> int:
+    "`heart-nb adapt`: a run adapted to a new site's labelled recordings."
+    from heart_nb.adapt import adapt
+    from heart_nb.mapping import read_manifest
+
+    man = read_manifest(args.manifest)  # paths are checked before anything loads
+    if not (Path(args.run) / "run.json").exists():
+        raise HeartError(f"{args.run}: not a finished heart_nb run folder (no run.json)")
+    _keras_quietly()
+    out = adapt(
+        args.run,
+        man,
+        args.out,
+        thresholds_only=args.thresholds_only,
+        epochs=args.epochs,
+        cache_dir=args.cache,
+        overwrite=args.force,
+        manifest_name=str(args.manifest),
+    )
+    info = json.loads((out / "run.json").read_text())
+    a = info["adaptation"]
+    print(
+        f"adapted {args.run} ({a['lever']}; {info['adapted_on']['recordings']} site recordings, "
+        f"{a['replayed_recordings']} replayed) in {info['seconds']:.0f} s; wrote {out}"
+    )
+    return 0
+
+
 def _cross_validate(args) -> int:
     "`heart-nb train --folds K`: patient-wise K-fold cross-validation of one model."
     from heart_nb.crossval import cross_validate
@@ -293,7 +321,10 @@ def _predict(args) -> int:
         probs = ", ".join(f"{c} {v:.3f}" for c, v in r["probabilities"].items() if c in CLASSES)
         murmur = pred.murmur_text(r["probabilities"])
         murmur = f"; murmur: {r['murmur']} ({murmur})" if murmur else ""
-        print(f"{r['path']}: {r['prediction']}  ({probs}{murmur}; heart rate {hr}; quality {r['quality']})")
+        fam = "" if r["familiarity"] is None else f"; familiarity {r['familiarity']:.2f}"
+        print(f"{r['path']}: {r['prediction']}  ({probs}{murmur}; heart rate {hr}; quality {r['quality']}{fam})")
+        if r["warning"]:
+            print(f"  warning: {r['warning']}")
     if args.csv and pred is not None:
         flat = [
             {k: v for k, v in r.items() if k != "probabilities"}
@@ -334,12 +365,16 @@ def _print_patients(args, pred, plan: list, manifest) -> int:
             "used, "
             f"{p['recordings_left_out']} left out by the quality gate{why})"
         )
+        if p["warning"]:
+            print(f"  warning: most of its recordings are {p['warning']}")
     if args.csv:
         flat = [
             {
                 "patient": p["patient"],
                 "prediction": p["prediction"],
                 "murmur": p["murmur"],
+                "familiarity": p["familiarity"],
+                "familiar": p["familiar"],
                 "recordings_used": p["recordings_used"],
                 "recordings_left_out": p["recordings_left_out"],
                 **{f"p_{c}": p["probabilities"].get(c) for c in pred.classes},
@@ -358,6 +393,7 @@ COMMANDS = {
     "map": _map,
     "features": _features,
     "train": _train,
+    "adapt": _adapt,
     "evaluate": _evaluate,
     "predict": _predict,
     "export": _export,

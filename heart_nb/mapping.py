@@ -17,10 +17,10 @@ from .annotations import load_annotations, normalise_patient_id, parse_label_tex
 from .core import AUDIO_SUFFIXES, CLASSES, LESIONS, MURMURS, TARGETS, HeartError, atomic_path
 
 # %% auto #0
-__all__ = ['PRESETS', 'REFERENCE_PRESETS', 'MURMUR_OF_LESION', 'MANIFEST_COLUMNS', 'compile_pattern', 'parse_recording_name',
-           'murmurs_from_lesions', 'build_manifest', 'report_path', 'write_manifest', 'read_manifest', 'split_groups',
-           'map_dataset', 'summarise_report', 'build_folder_manifest', 'build_reference_manifest',
-           'build_circor_manifest', 'combine_manifests']
+__all__ = ['PRESETS', 'REFERENCE_PRESETS', 'MURMUR_OF_LESION', 'MANIFEST_COLUMNS', 'KEPT_NOTES', 'compile_pattern',
+           'parse_recording_name', 'murmurs_from_lesions', 'build_manifest', 'report_path', 'write_manifest',
+           'read_manifest', 'split_groups', 'map_dataset', 'summarise_report', 'build_folder_manifest',
+           'build_reference_manifest', 'build_circor_manifest', 'combine_manifests']
 
 # %% ../nbs/02_mapping.ipynb #fd717db7
 PRESETS: dict[str, str] = {
@@ -264,15 +264,36 @@ def map_dataset(
     return man, rep
 
 
+KEPT_NOTES: tuple[str, ...] = (
+    "name_suffix",
+    "duplicate_recording",
+    "identical_within_patient",
+    "identical_across_patients",
+    "not_in_appendix",
+)  # report kinds whose files stay in the manifest (a note); every other kind is a file or patient left out
+
+
 def summarise_report(manifest: pd.DataFrame, report: pd.DataFrame) -> str:
-    "A short human-readable summary of a manifest and its report."
-    lines = [f"manifest: {len(manifest)} recordings of {manifest.patient_id.nunique()} patients"]
-    counts = manifest.drop_duplicates("patient_id")[list(CLASSES)].sum()
-    lines.append("patients per class: " + ", ".join(f"{c} {int(n)}" for c, n in counts.items() if n))
-    for kind, g in report.groupby("kind", sort=False):
-        names = [f or pid for f, pid in zip(g.file, g.patient_id)]
-        shown = ", ".join(names[:10]) + (f", … ({len(names) - 10} more)" if len(names) > 10 else "")
-        lines.append(f"{kind}: {len(g)} — {shown}")
+    "A short human-readable summary of a manifest and its report: what is in it, what was left out, what was noted."
+    lines = [f"manifest (kept): {len(manifest)} recordings of {manifest.patient_id.nunique()} patients"]
+    pats = manifest.drop_duplicates("patient_id")
+    counts = [f"{c} {int(pats[c].sum())}" for c in CLASSES if c in pats and pats[c].sum() > 0]
+    unknown = int((pats[list(LESIONS)].isna().any(axis=1) & (pats.N == 0)).sum()) if "N" in pats else 0
+    counts += [f"abnormal with its lesion unknown {unknown}"] if unknown else []
+    lines.append("patients per class: " + ", ".join(counts))
+    murm = [f"{c} {int(pats[c].sum())} of {int(pats[c].notna().sum())}" for c in MURMURS if c in pats]
+    if any(pats[c].notna().any() for c in MURMURS if c in pats):
+        lines.append("murmur targets (positive of known, patients): " + ", ".join(murm))
+    for title, part in (
+        ("left out (not in the manifest)", report[~report.kind.isin(KEPT_NOTES)]),
+        ("kept, with a note", report[report.kind.isin(KEPT_NOTES)]),
+    ):
+        if len(part):
+            lines.append(f"{title}:")
+        for kind, g in part.groupby("kind", sort=False):
+            names = [f or pid for f, pid in zip(g.file, g.patient_id)]
+            shown = ", ".join(names[:10]) + (f", … ({len(names) - 10} more)" if len(names) > 10 else "")
+            lines.append(f"  {kind}: {len(g)} — {shown}")
     return "\n".join(lines)
 
 # %% ../nbs/02_mapping.ipynb #b4b2dc78

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .core import AUDIO_SUFFIXES, CLASS_NAMES, MURMUR_NAMES, HeartError, atomic_write_text
+from .familiarity import FAMILIARITY_WARNING
 from .features import log_mel
 from .prediction import Analysis, Predictor, audio_files
 from .runs import Run
@@ -57,6 +58,12 @@ def explanation(predictor: Predictor, a: Analysis, cls: str | None = None, dt: f
     return out
 
 # %% ../nbs/07b_panel.ipynb #4538543b
+def _murmur_called(patient: dict) -> list[str]:
+    "The murmur targets a row (a recording's or a patient's) calls (`murmur` whenever a phase is)."
+    m = patient.get("murmur", "")
+    return [] if m in ("", "none", "unknown") else ["murmur", *m.split("+")]
+
+
 def plot_prediction(predictor: Predictor, path: str | Path | Analysis, fig=None):
     "Waveform with the heart cycle and the evidence, log-Mel spectrogram, probabilities and the window timeline."
     import matplotlib.pyplot as plt  # here, not at import: `heart-nb predict` draws nothing
@@ -104,10 +111,11 @@ def plot_prediction(predictor: Predictor, path: str | Path | Analysis, fig=None)
     a3.set_ylabel(f"p({ex.attrs['class']})", fontsize=8)
     a3.set_xlabel("time (s)")
     probs = np.array(list(a.probabilities.values()))
+    called = a.prediction.split("+") + _murmur_called({"murmur": a.murmur})
     a2.barh(
-        [f"{c} {CLASS_NAMES.get(c, '')}" for c in predictor.classes],
+        [f"{c} {CLASS_NAMES[c]}" if c in CLASS_NAMES else MURMUR_NAMES[c] for c in predictor.classes],
         probs,
-        color=["C3" if p == probs.max() else "C0" for p in probs],
+        color=["C3" if c in called else "C0" for c in predictor.classes],
     )
     a2.set_xlim(0, 1)
     a2.invert_yaxis()
@@ -132,12 +140,6 @@ def _png(fig) -> str:
     fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
     return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
-
-
-def _murmur_called(patient: dict) -> list[str]:
-    "The murmur targets a patient row calls (`murmur` whenever a phase is)."
-    m = patient.get("murmur", "")
-    return [] if m in ("", "none", "unknown") else ["murmur", *m.split("+")]
 
 
 def _probability_figure(predictor: Predictor, patient: dict):
@@ -205,6 +207,12 @@ def patient_report(predictor: Predictor, patient: dict, recordings: list[dict], 
         f"<h1>{esc(patient['patient'])}: <span id='verdict'>{esc(patient['prediction'])}</span></h1>",
         "<p class='notice'>A research tool, not a medical device: not for diagnosis or treatment decisions.</p>",
     ]
+    if patient.get("warning"):
+        body.append(
+            f"<p class='unfamiliar' id='unfamiliar'><b>Unfamiliar recordings.</b> Most of this patient's recordings "
+            f"are {esc(patient['warning'])} (familiarity {patient['familiarity']:.2f}: the share of the model's own "
+            "validation recordings that are less typical).</p>"
+        )
     names = {c: CLASS_NAMES.get(c) or MURMUR_NAMES[c] for c in predictor.classes}
     called = patient["prediction"].split("+") + _murmur_called(patient)
     if patient["prediction"] == "unknown":
@@ -250,6 +258,7 @@ def patient_report(predictor: Predictor, patient: dict, recordings: list[dict], 
         "body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}img{max-width:100%}"
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%}"
         ".notice{background:#fff3cd;border:1px solid #e0c36c;padding:6px 10px}"
+        ".unfamiliar{background:#f8d7da;border:2px solid #b02a37;padding:8px 12px;font-size:110%}"
     )
     page = (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>heart_nb: {esc(patient['patient'])}"
@@ -318,9 +327,17 @@ def prediction_panel(runs, source):
             return
         hr = a.quality.heart_rate_bpm
         rate = "n/a" if hr is None else f"{hr:.0f} bpm"
+        murmur = predictor(model.value).murmur_text(a.probabilities)
+        murmur = f" &nbsp; <b>murmur:</b> {a.murmur} ({murmur})" if murmur else ""
+        warn = (
+            f"<br><span style='color:#b02a37'><b>warning:</b> {FAMILIARITY_WARNING} (familiarity "
+            f"{a.familiarity:.2f})</span>"
+            if a.familiar is False
+            else ""
+        )
         status.value = (
-            f"<b>prediction:</b> {a.prediction} &nbsp; <b>heart rate:</b> {rate}"
-            f" &nbsp; <b>quality:</b> {a.quality.verdict}"
+            f"<b>prediction:</b> {a.prediction}{murmur} &nbsp; <b>heart rate:</b> {rate}"
+            f" &nbsp; <b>quality:</b> {a.quality.verdict}{warn}"
         )
         with plot_out:
             panel.figure = plot_prediction(predictor(model.value), a)

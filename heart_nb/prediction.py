@@ -15,6 +15,7 @@ from .baseline import summarise_windows
 from .core import AUDIO_SUFFIXES, CLASSES, MURMURS, HeartConfig, HeartError
 from .cycle import Quality, read_recording
 from .export import OnnxNetworks
+from .familiarity import FAMILIARITY_WARNING
 from .features import recording_log_mel
 from .metrics import decisions
 from .runs import Run, load_run
@@ -35,14 +36,21 @@ class Analysis:
     quality: Quality
     prediction: str
     murmur: str = ""  # the murmur called ('systolic', 'none', ...; '' for a run without murmur heads)
+    familiarity: float | None = None  # share of the run's validation recordings less typical (None: older run)
+    familiar: bool | None = None
 
     def row(self) -> dict:
         "The row `predict` returns and `heart-nb predict --json` prints."
-        return _row(self.path, self.prediction, self.probabilities, self.quality, self.murmur)
+        return _row(self.path, self.prediction, self.probabilities, self.quality, self.murmur, self.familiar_pair)
+
+    @property
+    def familiar_pair(self) -> tuple:
+        return (self.familiarity, self.familiar)
 
 
-def _row(path, prediction: str, probs: dict, q: Quality, murmur: str = "") -> dict:
-    "One recording's row: path, prediction, murmur, probabilities (4 decimals), quality, heart_rate_bpm, error ('')."
+def _row(path, prediction: str, probs: dict, q: Quality, murmur: str = "", fam: tuple = (None, None)) -> dict:
+    """One recording's row: path, prediction, murmur, probabilities (4 decimals), quality, heart_rate_bpm,
+    familiarity, familiar, warning and error ('')."""
     return {
         "path": str(path),
         "prediction": prediction,
@@ -50,13 +58,17 @@ def _row(path, prediction: str, probs: dict, q: Quality, murmur: str = "") -> di
         "probabilities": {c: round(v, 4) for c, v in probs.items()},
         "quality": q.verdict,
         "heart_rate_bpm": q.heart_rate_bpm,
+        "familiarity": None if fam[0] is None else round(float(fam[0]), 3),
+        "familiar": None if fam[1] is None else bool(fam[1]),
+        "warning": FAMILIARITY_WARNING if fam[1] is False else "",
         "error": "",
     }
 
 
 def error_row(path, error: str) -> dict:
     "The row of a file that could not be used: its path and the one-line reason, no probabilities."
-    return {"path": str(path), "prediction": "", "murmur": "", "quality": "", "heart_rate_bpm": None, "error": error}
+    empty = {"prediction": "", "murmur": "", "quality": "", "heart_rate_bpm": None}
+    return {"path": str(path), **empty, "familiarity": None, "familiar": None, "warning": "", "error": error}
 
 # %% ../nbs/07a_prediction.ipynb #eec2f3cb
 class Predictor:
@@ -124,13 +136,23 @@ class Predictor:
             f"{name[c]} {probs[c]:.2f} (threshold {thr[c]:.2f})" for c in MURMURS if c in self.classes and c in probs
         )
 
+    def familiar(self, summaries: np.ndarray) -> list[tuple]:
+        "(familiarity, familiar) per row of baseline summaries `summaries`; (None, None) without a description."
+        fam = self.run.familiarity
+        if fam is None:
+            return [(None, None)] * len(summaries)
+        f, ok = fam.score(np.asarray(summaries))
+        return [(float(a), bool(b)) for a, b in zip(f, ok)]
+
     def analyse(self, path: str | Path) -> Analysis:
         "Everything about one recording; HeartError (naming the file) when it cannot be read."
         y, q = read_recording(path, self.run.cfg)
         X = recording_log_mel(y, self.run.cfg)[0]  # the function extract_features uses
         Pw = self.probabilities(X)
         probs = dict(zip(self.classes, map(float, Pw.mean(0))))
-        return Analysis(Path(path), y, X, Pw, probs, q, self.decide(probs, q.verdict), self.murmur(probs, q.verdict))
+        fam = self.familiar(summarise_windows(X, self.run.cfg)[None])[0] if self.run.familiarity else (None, None)
+        decided = self.decide(probs, q.verdict), self.murmur(probs, q.verdict)
+        return Analysis(Path(path), y, X, Pw, probs, q, *decided, *fam)
 
     def predict(self, path: str | Path) -> dict:
         "Row of one recording: path, prediction, probabilities, quality, heart_rate_bpm, error ('')."
@@ -155,6 +177,7 @@ class Predictor:
         paths = list(paths)
         n_jobs = n_jobs or default_jobs(len(paths))
         base = next((m.model.cfg for m in self.run.members if m.kind == "baseline"), None)
+        base = base or (self.run.cfg if self.run.familiarity else None)  # summaries: the baseline's, the familiarity's
         jobs = (delayed(_prepare_file)(str(p), self.run.cfg, base) for p in paths)
         if n_jobs == 1:
             ready = (j[0](*j[1], **j[2]) for j in jobs)
@@ -174,14 +197,16 @@ class Predictor:
     def _score(self, pending: list) -> list[dict]:
         "(row, probabilities) of prepared files [(path, (windows, quality, summary, error))]: one model call for all."
         good = [(p, r) for p, r in pending if not r[3]]
-        P = {}
+        P, F = {}, {}
         if good:
             X = np.concatenate([r[0] for _, r in good])
             ends = np.cumsum([len(r[0]) for _, r in good])
             nets = any(m.kind != "baseline" for m in self.run.members)
             Pn = [s.mean(0) for s in np.split(self._networks(X), ends[:-1])] if nets else None
             bl = [m for m in self.run.members if m.kind == "baseline"]
-            Pb = bl[0].model.predict(np.stack([r[2] for _, r in good])) if bl else None
+            S = np.stack([r[2] for _, r in good]) if good[0][1][2] is not None else None
+            Pb = bl[0].model.predict(S) if bl else None
+            F = dict(zip((id(r) for _, r in good), self.familiar(S) if S is not None else [(None, None)] * len(good)))
             Pf = self._combine(None if Pn is None else np.stack(Pn), Pb)
             P = {id(r): dict(zip(self.classes, map(float, pf))) for (_, r), pf in zip(good, Pf)}
         rows = []
@@ -191,7 +216,7 @@ class Predictor:
                 continue
             probs = P[id(r)]
             murmur = self.murmur(probs, r[1].verdict)
-            rows.append((_row(p, self.decide(probs, r[1].verdict), probs, r[1], murmur), probs))
+            rows.append((_row(p, self.decide(probs, r[1].verdict), probs, r[1], murmur, F[id(r)]), probs))
         return rows
 
 
@@ -288,6 +313,8 @@ def predict_patients(
         out = r[(r.error == "") & (r.quality != "ok")]
         mean = lambda d: {c: float(np.mean([p[c] for p in d["_p"]])) for c in predictor.classes}
         probs = mean(used) if len(used) else {}
+        fams = used.familiar.dropna().astype(bool) if "familiar" in used else pd.Series(dtype=bool)
+        familiar = None if fams.empty else bool(fams.mean() >= 0.5)  # unfamiliar: most used recordings are
         patients.append(
             {
                 "patient": pid,
@@ -295,6 +322,9 @@ def predict_patients(
                 "murmur": predictor.murmur(probs, "ok", "patient") if len(used) else predictor.murmur({}, "failed"),
                 "probabilities": {c: round(v, 4) for c, v in probs.items()},
                 "thresholds": thr,
+                "familiarity": None if fams.empty else round(float(used.familiarity.dropna().median()), 3),
+                "familiar": familiar,
+                "warning": FAMILIARITY_WARNING if familiar is False else "",
                 "recordings_used": len(used),
                 "recordings_left_out": len(out),
                 "left_out": dict(zip(out.path.map(lambda p: Path(p).name), out.quality)),

@@ -15,6 +15,7 @@ import pandas as pd
 
 from .baseline import Baseline, summarise_windows
 from .core import SHIPPED, HeartConfig, HeartError, atomic_path
+from .familiarity import Familiarity, load_familiarity
 from .features import FeatureSet, Standardiser
 from .metrics import aggregate
 
@@ -130,6 +131,7 @@ class Run:
     split: pd.DataFrame
     info: dict
     decision: dict | None = None
+    familiarity: Familiarity | None = None  # how typical a recording is of the training recordings (None: older run)
 
     def thresholds(self, level: str = "recording") -> np.ndarray:
         "The per-class thresholds fitted on the run's validation patients at `level` (0.5 each for an older run)."
@@ -160,6 +162,9 @@ def load_run(run_dir: str | Path, networks: bool = True) -> Run:
     decision = _read_decision(d / "decision.json", len(info["classes"]))
     if decision is None and info["task"] == "multilabel":
         warnings.warn(f"{d}: no decision.json (a run from an older heart_nb): deciding at 0.5 for every class")
+    familiarity = load_familiarity(d)
+    if familiarity is None:
+        warnings.warn(f"{d}: no familiarity.npz (a run from an older heart_nb): familiarity unavailable")
     return Run(
         d,
         members,
@@ -169,6 +174,7 @@ def load_run(run_dir: str | Path, networks: bool = True) -> Run:
         pd.read_csv(d / "split.csv", dtype={"patient_id": str, "site": str, "posture": str}),
         info,
         decision,
+        familiarity,
     )
 
 

@@ -17,14 +17,25 @@ import pandas as pd
 from .baseline import fit_baseline, recording_summary
 from .batches import training_windows, validation_windows
 from .cache import extract_features
-from .core import SHIPPED, HeartConfig, HeartError, atomic_path, atomic_write_text, seed_everything
+from heart_nb.core import (
+    CLASSES,
+    MURMURS,
+    SHIPPED,
+    HeartConfig,
+    HeartError,
+    atomic_path,
+    atomic_write_text,
+    seed_everything,
+)
+from .familiarity import Familiarity, save_familiarity
 from .features import FeatureSet, Standardiser, Windows
 from .metrics import fit_decision
 from .runs import Member, member_kinds, predict_rows
 from .splits import assert_patient_disjoint, choose_task, patient_split, present_classes, target_matrix
 
 # %% auto #0
-__all__ = ['class_weights', 'sample_weights', 'learning_rate_at', 'distribution_scope', 'compile_model', 'fit_model', 'train']
+__all__ = ['class_weights', 'sample_weights', 'learning_rate_at', 'distribution_scope', 'compile_model', 'fit_model',
+           'members_decision', 'train']
 
 # %% ../nbs/05_training.ipynb #a1db8d17
 def class_weights(Y: np.ndarray) -> np.ndarray:
@@ -201,8 +212,10 @@ def fit_model(
     verbose: int = 0,
     callbacks=(),
     sources=None,
+    init: tuple | None = None,
 ) -> tuple:
     "Train `kind` on windows `X` (array or `Windows`), targets `Y`, by the one recipe: (model, standardiser, history)."
+    # init: (model, standardiser) to start from, as `adapt` does: the parent's weights and input statistics
     # verbose: 0 silent, 1 Keras's progress bar, 2 one line per epoch; sources: each window's source (weights
     # balanced across them); a NaN target (an unknown label) is left out of the loss
     import keras
@@ -215,7 +228,7 @@ def fit_model(
     if fresh:
         (out / "history.csv").unlink(missing_ok=True)
     seed_everything(cfg.seed)
-    std = Standardiser.fit(X, cfg.normalise, cfg.hop_length / cfg.sr)
+    std = init[1] if init is not None else Standardiser.fit(X, cfg.normalise, cfg.hop_length / cfg.sr)
     scope, r, shard = distribution_scope(cfg)
     if cfg.batch_size % r:
         raise HeartError(f"batch_size {cfg.batch_size} is not a multiple of the {r} devices")
@@ -235,6 +248,8 @@ def fit_model(
         cbs.append(keras.callbacks.LambdaCallback(on_epoch_begin=lines.begin, on_epoch_end=lines.end))
     with scope:  # one scope: model variables and batches on the same devices
         net = compile_model(build_model(kind, cfg, Y.shape[1], multilabel=task == "multilabel"), task, cfg, masked)
+        if init is not None and fresh:
+            net.set_weights(init[0].get_weights())
         # verbose 2: our one line per epoch, not Keras's bar; shuffle=False: the draw shuffles (Keras would shuffle
         # the batches with Python's global `random`, which a resumed run cannot reproduce)
         val = validation_windows(Xva, Yva, std, replicas=r, shard=shard)
@@ -250,10 +265,16 @@ def fit_model(
     return net, std, hist
 
 # %% ../nbs/05_training.ipynb #244926de
-def _fit_decision(
-    members: list[Member], fs: FeatureSet, Y: np.ndarray, manifest: pd.DataFrame, val: np.ndarray, task: str
+def members_decision(
+    members: list[Member],
+    fs: FeatureSet,
+    Y: np.ndarray,
+    manifest: pd.DataFrame,
+    val: np.ndarray,
+    task: str,
+    split: str = "val",
 ) -> dict:
-    "The members' mean on the validation recordings and `fit_decision` on it: exactly what a CV fold fits."
+    "The members' mean on the recordings `val` (bool) and `fit_decision` on it: exactly what a CV fold fits."
     rows = val & np.isin(np.arange(len(manifest)), fs.row)  # validation recordings with features
     P = np.mean([predict_rows(m, fs, rows) for m in members], axis=0)
     dec = fit_decision(Y[rows], P, manifest.patient_id.to_numpy()[rows], task)
@@ -262,7 +283,7 @@ def _fit_decision(
         "fitted_on": {
             "recordings": int(rows.sum()),
             "patients": int(manifest.patient_id[rows].nunique()),
-            "split": "val",
+            "split": split,
         },
     }
 
@@ -354,7 +375,9 @@ def train(
             "best_val_loss": float(np.min(vl)),
             "params": int(net.count_params()),
         }
-    dec = _fit_decision(list(members.values()), fs, Y, manifest, split == "val", task)
+    dec = members_decision(list(members.values()), fs, Y, manifest, split == "val", task)
+    F = F if "baseline" in kinds else recording_summary(fs, cfg)  # the familiarity's description: summaries
+    save_familiarity(Familiarity().fit(F[split == "train"], F[split == "val"]), out)
     atomic_write_text(out / "decision.json", json.dumps(dec, indent=1))
     cfg.to_json(out / "config.json")
     sm = manifest.assign(split=split)
@@ -372,6 +395,10 @@ def train(
         "windows": {"train": int(tr.sum()), "val": int(va.sum())},
         "failed_files": fs.errors,
         "sources": {k: int(v) for k, v in pd.Series(src).value_counts().sort_index().items()},
+        "label_space": {
+            "classes": [c for c in classes if c in CLASSES],
+            "murmur": [c for c in classes if c in MURMURS],
+        },
         "data_note": data_note,
         "seconds": round(time.time() - t0, 1),
     }

@@ -5,7 +5,8 @@ bash session (as a reader pastes them into one shell; `set -e`), then every ```p
 of the clone's .venv. Only these changes are made, each printed as it is applied:
 
 - budget: `heart-nb train` gets `--epochs 1` and `train(...)` in Python `epochs=1`; the demo runs in full, and the
-  table it prints must be the README's;
+  table it prints must be the README's: the same rows and columns, every figure within 0.2 (float kernels differ
+  between CPUs, and 11 synthetic test patients move a figure by a patient);
 - the Python blocks run twice, from the clone and from its `nbs/` (where JupyterLab starts), with
   `HEART_NB_BMDHS` pointing at the data (the clone is not beside `shared/`);
 - `bash .ci/run` is skipped (this check runs inside it);
@@ -47,6 +48,25 @@ def demo_table(text: str) -> list[str]:
     while end < len(lines) and (lines[end].startswith("run") or not lines[end].strip()):
         end += 1
     return [line.rstrip() for line in lines[start:end] if line.strip()]
+
+
+def tables_agree(ran: list[str], shown: list[str], tol: float = 0.2) -> bool:
+    """The same rows and columns, and every figure within `tol`: CPUs differ in their float kernels, so a demo run
+    elsewhere may differ in its last digits (or, on 11 synthetic test patients, by a patient); the README says so."""
+    if len(ran) != len(shown):
+        return False
+    for a, b in zip(ran, shown):
+        ta, tb = a.split(), b.split()
+        if len(ta) != len(tb):
+            return False
+        for x, y in zip(ta, tb):
+            try:
+                if abs(float(x) - float(y)) > tol:
+                    return False
+            except ValueError:
+                if x != y:
+                    return False
+    return True
 
 
 def adapt_sh(line: str) -> tuple[str, str]:
@@ -139,7 +159,7 @@ def main() -> int:
                 )
     if ok:
         ran, shown = demo_table(log.read_text()), demo_table(readme)
-        if ran != shown or not ran:
+        if not ran or not tables_agree(ran, shown):
             ok = False
             print("readme_check: the demo printed\n" + "\n".join(ran) + "\nbut the README shows\n" + "\n".join(shown))
     if not ok:

@@ -18,7 +18,7 @@ import soxr
 from .core import HeartConfig, HeartError
 
 # %% auto #0
-__all__ = ['band_pass', 'wav_layout', 'os_error_line', 'read_mono', 'prepare_audio', 'load_audio']
+__all__ = ['band_pass', 'wav_layout', 'os_error_line', 'read_mono', 'prepare_audio', 'load_audio', 'unreadable']
 
 # %% ../nbs/02a_audio.ipynb #2a52a18e
 @functools.lru_cache(maxsize=64)
@@ -150,3 +150,18 @@ def prepare_audio(y: np.ndarray, sr: int, cfg: HeartConfig) -> np.ndarray:
 def load_audio(path: str | Path, cfg: HeartConfig = HeartConfig(), data: bytes | None = None) -> np.ndarray:
     "Mono float32 samples of `path` (or of its bytes `data`) at `cfg.sr`, band-passed to `cfg.band`, unit peak."
     return prepare_audio(*read_mono(Path(path), cfg, data), cfg)
+
+# %% ../nbs/02a_audio.ipynb #945a67a9
+def unreadable(path: str | Path) -> str:
+    "The error line of a file that is not audio at all (missing, empty, a header no reader knows); '' for audio."
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            return f"{path}: empty file (0 bytes)"
+        sf.info(str(path))
+    except OSError as e:
+        return os_error_line(path, e)
+    except Exception as e:  # soundfile's reasons, in the reader's (read_mono's) words
+        why = str(e).splitlines()[0].split(">: ", 1)[-1] if str(e) else type(e).__name__
+        return f"{path}: unreadable audio file ({why[:120]})"
+    return ""

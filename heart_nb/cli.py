@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 import warnings
 
@@ -20,7 +21,10 @@ __all__ = ['main']
 def _parser() -> argparse.ArgumentParser:
     "The `heart-nb` argument parser."
     p = argparse.ArgumentParser(
-        prog="heart-nb", description="Heart-sound recordings to valvular diagnoses (N, AR, MR, TR, AS, MS, PS)."
+        prog="heart-nb",
+        description="Heart-sound recordings to valvular diagnoses (N, AR, MR, TR, AS, MS, PS).",
+        epilog="Exit status: 0 done; 1 some inputs could not be used (each named in one line; the rest were "
+        "processed); 2 a usage or input error (one line says which; nothing was done).",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     m = sub.add_parser(
@@ -43,13 +47,15 @@ def _parser() -> argparse.ArgumentParser:
         "--preset",
         choices=sorted([*PRESETS, *REFERENCE_PRESETS]),
         default=None,
-        help="a named file-name pattern (default for names: bmd-hs), or physionet2016: --annotations is "
-        "its REFERENCE.csv (recording, database, normal/abnormal)",
+        help="a named file-name pattern (default for names: bmd-hs), or a label table: physionet2016 "
+        "(--annotations REFERENCE.csv; APPENDIX.csv beside it is read too) or circor2022 (--annotations patients.csv)",
     )
     pat.add_argument(
         "--pattern",
+        "--group-by",
         default=None,
-        help="file-name regex with a (?P<patient>...) group (with folders: groups recordings into patients)",
+        help="file-name regex with a (?P<patient>...) group (with folders: groups recordings into patients; "
+        "default: a preset every name follows, else one patient per file, said in the report)",
     )
     m.add_argument("--sheet", default=None, help="workbook sheet (default: the first with a patient id column)")
     f = sub.add_parser(
@@ -118,10 +124,10 @@ def _parser() -> argparse.ArgumentParser:
         "metrics with patient-bootstrap 95 % intervals, written to DIR/cv_metrics.json and DIR/cv.png.",
     )
     which = e.add_mutually_exclusive_group(required=True)
-    which.add_argument("--run")
+    which.add_argument("--run", help="run folder written by heart-nb train (or adapt): its test patients")
     which.add_argument("--cv", help="folder written by train --folds")
     e.add_argument("--manifest", default=None, help="manifest of patients not used in training")
-    e.add_argument("--cache", default=None)
+    e.add_argument("--cache", default=None, help="feature cache folder (default: none; features computed afresh)")
     pr = sub.add_parser(
         "predict",
         help="diagnose recordings: prediction, probabilities, quality, heart rate",
@@ -181,7 +187,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--out", default="heart_nb_demo")
     d.add_argument("--epochs", type=int, default=20)
+    p.subcommands = sub.choices  # name -> its parser: misspelt options are named before parsing
     return p
+
+
+def _misspelt(p: argparse.ArgumentParser, argv: list[str]) -> str:
+    "One error line for the first option of `argv` its subcommand does not know, with the nearest one; '' if none."
+    cmd = next((a for a in argv if not a.startswith("-")), None)
+    if cmd not in p.subcommands:
+        return ""
+    known = set(p.subcommands[cmd]._option_string_actions)
+    for a in argv[argv.index(cmd) + 1 :]:
+        name = a.split("=", 1)[0]
+        if a.startswith("--") and name not in known:
+            near = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            return f"heart-nb {cmd}: unknown option {name}{hint}; see heart-nb {cmd} --help"
+    return ""
 
 # %% ../nbs/09_cli.ipynb #d60c4087
 def _run(args) -> int:
@@ -191,7 +213,13 @@ def _run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `heart-nb` console script."
-    args = _parser().parse_args(argv)
+    p = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    bad = _misspelt(p, argv)
+    if bad:
+        print(f"heart-nb: error: {bad}", file=sys.stderr)
+        return 2
+    args = p.parse_args(argv)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module="keras")
         warnings.showwarning = lambda msg, *_, **__: print(f"heart-nb: warning: {msg}", file=sys.stderr)

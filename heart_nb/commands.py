@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -120,8 +121,17 @@ def _train(args) -> int:
     p = info["patients"]
     print(
         f"trained {args.model.upper()} ({info['task']}, classes {info['classes']}){': ' + nets if nets else ''}; "
-        f"patients train/val/test {p['train']}/{p['val']}/{p['test']}; wrote {out}"
+        f"patients train/val/test {p['train']}/{p['val']}/{p['test']}; wrote {out} in {info['seconds'] / 60:.1f} min"
     )
+    if p["test"]:  # how it did, as evaluate computes it (and writes metrics.json)
+        from heart_nb.evaluation import evaluate_run
+
+        m = evaluate_run(out, cache_dir=args.cache)["patient"]
+        auc, f1 = (_num(m[k], m["ci"][k]) for k in ("lesion_macro_auroc", "lesion_macro_f1"))
+        print(
+            f"its {m['n']} test patients: lesion macro-AUROC {auc}, lesion macro-F1 {f1} [95 % CI]; "
+            f"heart-nb evaluate --run {out} for the rest"
+        )
     return 0
 
 
@@ -132,7 +142,7 @@ def _adapt(args) -> int:
 
     man = read_manifest(args.manifest)  # paths are checked before anything loads
     if not (Path(args.run) / "run.json").exists():
-        raise HeartError(f"{args.run}: not a finished heart_nb run folder (no run.json)")
+        raise HeartError(f"{args.run}: not a heart_nb run folder (no run.json, which heart-nb train writes last)")
     _keras_quietly()
     out = adapt(
         args.run,
@@ -177,13 +187,17 @@ def _cross_validate(args) -> int:
 
 def _evaluate(args) -> int:
     "`heart-nb evaluate --run R`: the run on its test patients (or a manifest's); --cv: a cross-validation."
-    from heart_nb.evaluation import evaluate_run
     from heart_nb.mapping import read_manifest
 
     if args.cv:
         return _evaluate_cv(args)
+    if not (Path(args.run) / "run.json").exists():  # before anything heavy is imported
+        raise HeartError(f"{args.run}: not a heart_nb run folder (no run.json, which heart-nb train writes last)")
+    manifest = read_manifest(args.manifest) if args.manifest else None
     _keras_quietly()
-    res = evaluate_run(args.run, read_manifest(args.manifest) if args.manifest else None, cache_dir=args.cache)
+    from heart_nb.evaluation import evaluate_run
+
+    res = evaluate_run(args.run, manifest, cache_dir=args.cache)
     _print_metrics(res)
     print(f"wrote {Path(args.run) / 'metrics.json'} and plots")
     return 0
@@ -257,6 +271,7 @@ class _quiet_stderr:
 
 def _sources(sources: list[str]) -> list:
     "Each audio file to predict (folders searched), in order, or an error row for a missing source or an empty folder."
+    from heart_nb.audio import unreadable
     from heart_nb.core import AUDIO_SUFFIXES
     from heart_nb.prediction import audio_files, error_row
 
@@ -272,7 +287,7 @@ def _sources(sources: list[str]) -> list:
         elif not Path(s).exists():
             plan.append(bad(s, "no such file"))
         else:
-            plan += found
+            plan += [error_row(f, why) if (why := unreadable(f)) else f for f in found]  # before a model loads
     return plan
 
 
@@ -305,6 +320,7 @@ def _predict(args) -> int:
             pred = Predictor(args.run, engine=args.engine)
             cfg = pred.run.cfg
             pred.probabilities(np.zeros((1, cfg.n_mels, cfg.n_frames), np.float32))
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)  # no retracing warnings from the report's figures
     if args.patients and pred is not None:
         return _print_patients(args, pred, plan, manifest)
     done = iter(pred.predict_many(files, progress=len(files) > 3, n_jobs=args.jobs) if pred else [])
@@ -385,7 +401,7 @@ def _print_patients(args, pred, plan: list, manifest) -> int:
             pd.DataFrame(flat).to_csv(t, index=False)
     if args.report:
         pages = [patient_report(pred, p, recs, args.report) for p in pats]
-        print(f"wrote {len(pages)} patient pages into {args.report}", file=sys.stderr)
+        print(f"wrote {len(pages)} patient page{'s' * (len(pages) != 1)} into {args.report}", file=sys.stderr)
     return 1 if any(r["error"] for r in recs) else 0
 
 # %% ../nbs/08b_commands.ipynb #bf0a5d7d

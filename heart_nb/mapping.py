@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .annotations import load_annotations, normalise_patient_id, parse_label_text
+from .audio import unreadable
 from .core import AUDIO_SUFFIXES, CLASSES, LESIONS, MURMURS, TARGETS, HeartError, atomic_path
 
 # %% auto #0
@@ -115,6 +116,9 @@ def build_manifest(
         pid = normalise_patient_id(g["patient"])
         if pid not in ann.index:
             note("unannotated_file", p.name, pid, "no labelled row for this patient in the annotations")
+            continue
+        if why := unreadable(p):
+            note("unreadable_file", p.name, pid, why.split(": ", 1)[1])
             continue
         if g.get("extra"):
             note("name_suffix", p.name, pid, f"extra text {g['extra']!r} after the site ignored (documented rule)")
@@ -270,6 +274,8 @@ KEPT_NOTES: tuple[str, ...] = (
     "identical_within_patient",
     "identical_across_patients",
     "not_in_appendix",
+    "grouped_by_preset",
+    "one_patient_per_file",
 )  # report kinds whose files stay in the manifest (a note); every other kind is a file or patient left out
 
 
@@ -291,17 +297,19 @@ def summarise_report(manifest: pd.DataFrame, report: pd.DataFrame) -> str:
         if len(part):
             lines.append(f"{title}:")
         for kind, g in part.groupby("kind", sort=False):
-            names = [f or pid for f, pid in zip(g.file, g.patient_id)]
+            names = [f or pid for f, pid in zip(g.file, g.patient_id) if f or pid]
+            if not names:  # a note about the whole folder: what it says
+                lines.append(f"  {kind}: {g.detail.iloc[0]}")
+                continue
             shown = ", ".join(names[:10]) + (f", … ({len(names) - 10} more)" if len(names) > 10 else "")
             lines.append(f"  {kind}: {len(g)} — {shown}")
     return "\n".join(lines)
 
 # %% ../nbs/02_mapping.ipynb #b4b2dc78
 def build_folder_manifest(audio_dir: str | Path, group: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Manifest and report of a folder-per-class tree (`audio_dir/<label>/.../*.wav`), patients from `group` or one
-    per file."""
+    """Manifest and report of a folder-per-class tree (`audio_dir/<label>/.../*.wav`), patients from `group`, else
+    from a preset every file name follows, else one per file (said in the report)."""
     audio_dir = Path(audio_dir)
-    rx = compile_pattern(group) if group else None
     if not audio_dir.is_dir():
         raise HeartError(f"{audio_dir}: audio folder not found")
     files = sorted(p for p in audio_dir.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
@@ -312,6 +320,20 @@ def build_folder_manifest(audio_dir: str | Path, group: str | None = None) -> tu
     def note(kind, file, pid, detail):
         report.append({"kind": kind, "file": file, "patient_id": pid, "detail": detail})
 
+    if group is None:  # the folder's own naming: a preset that every file name follows
+        group = next((k for k in PRESETS if all(compile_pattern(k).match(p.name) for p in files)), None)
+        if group is not None:
+            note("grouped_by_preset", "", "", f"every file name follows the {group!r} pattern: patients grouped by it")
+        else:
+            note(
+                "one_patient_per_file",
+                "",
+                "",
+                "no --pattern/--group-by and the names follow no preset: each file is its own patient, so one "
+                "patient's recordings may fall on both sides of a split; give a regex with a (?P<patient>...) group",
+            )
+    rx = compile_pattern(group) if group else None
+
     for p in files:
         rel = p.relative_to(audio_dir)
         if len(rel.parts) < 2:
@@ -321,6 +343,9 @@ def build_folder_manifest(audio_dir: str | Path, group: str | None = None) -> tu
             labels = parse_label_text(rel.parts[0])
         except HeartError as e:
             note("unknown_class_folder", str(rel), "", f"folder {rel.parts[0]!r}: {e}")
+            continue
+        if why := unreadable(p):
+            note("unreadable_file", str(rel), "", why.split(": ", 1)[1])
             continue
         g = {}
         if rx is not None:

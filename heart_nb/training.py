@@ -181,7 +181,7 @@ def _epoch_line(epoch: int, logs: dict, epochs: int, seconds_per_epoch: float) -
     vals = "  ".join(f"{k} {v:.2e}" if k == "learning_rate" else f"{k} {v:.4f}" for k, v in logs.items())
     left = seconds_per_epoch * (epochs - epoch - 1)
     eta = f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s"
-    return f"epoch {epoch + 1:3d}/{epochs}: {vals}  ETA {eta}"
+    return f"epoch {epoch + 1:3d}/{epochs}: {vals}  at most {eta} left (early stopping usually ends sooner)"
 
 
 class _EpochLines:

@@ -113,6 +113,9 @@ SIDEBAR_CSS = """
  nav.heart-nb-sidebar .site { font-weight: bold; font-size: 16px; margin-bottom: 10px; display: block; }
  body > main, body > .jp-Notebook { margin-left: 250px !important; }
  .jp-Cell.jp-mod-noInput .jp-Cell-inputWrapper { display: none; }
+ .jp-RenderedMarkdown pre { border: 1px solid #ccc; border-radius: 4px; padding: 8px 10px; background: #f7f7f9;
+   overflow-x: auto; white-space: pre; }
+ .jp-RenderedMarkdown pre code { white-space: pre; }
 </style>"""
 
 

@@ -8,7 +8,8 @@ of the clone's .venv. Only these changes are made, each printed as it is applied
   table it prints must be the README's: the same rows and columns, every figure within 0.2 (float kernels differ
   between CPUs, and 11 synthetic test patients move a figure by a patient);
 - the Python blocks run twice, from the clone and from its `nbs/` (where JupyterLab starts), with
-  `HEART_NB_BMDHS` pointing at the data (the clone is not beside `shared/`);
+  `HEART_NB_BMDHS` pointing at the data (the clone is not beside `shared/`); from `nbs/` they must reuse the clone's
+  `bmdhs/` (the check fails if they write `nbs/bmdhs/`, i.e. train again);
 - `bash .ci/run` is skipped (this check runs inside it);
 - `jax[cuda12]` becomes `jax[cpu]` (no GPU here);
 - `jupyter lab ...` starts in the background (`--allow-root` as root, as the README says), must print its URL and
@@ -157,6 +158,9 @@ def main() -> int:
                     ).returncode
                     == 0
                 )
+    if ok and (clone / "nbs" / "bmdhs").exists():  # from nbs/ the snippet must find the clone's run, not train anew
+        ok = False
+        print("readme_check: the Python snippet, run from nbs/, wrote nbs/bmdhs/ instead of using the clone's bmdhs/")
     if ok:
         ran, shown = demo_table(log.read_text()), demo_table(readme)
         if not ran or not tables_agree(ran, shown):

@@ -389,7 +389,7 @@ def loso_tables(R: pd.DataFrame) -> list[str]:
     ci = lambda r: f"{r.value:.3f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
     d = lambda r: (
         f"{r.diff_vs_naive:+.3f} [{r.diff_ci_low:+.3f}, {r.diff_ci_high:+.3f}]"
-        if "diff_vs_naive" in r and r.diff_vs_naive == r.diff_vs_naive
+        if getattr(r, "diff_vs_naive", float("nan")) == getattr(r, "diff_vs_naive", float("nan"))
         else ""
     )
     models = list(dict.fromkeys(L.model))
@@ -401,6 +401,8 @@ def loso_tables(R: pd.DataFrame) -> list[str]:
         "2022), scored on every recording of the held-out source at patient level [95 % CI, patients "
         "bootstrapped]. Levers: the difference to naive pooling on the same draws (paired). Groups: murmur/valve "
         "(BMD-HS, a, c, CirCor), coronary (b, e: no target), unspecified (d, f).",
+        "",
+        "Each cell: the value [95 % CI]; for a lever, the value (its difference to naive pooling [95 % CI]).",
         "",
         "| held out | group | metric | target | " + " | ".join(models) + " |",
         "|---|---|---|---|" + "---|" * len(models),

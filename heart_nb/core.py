@@ -186,6 +186,15 @@ class HeartConfig:
     def input_shape(self) -> tuple[int, int, int]:
         return (self.n_mels, self.n_frames, 1)
 
+    def __repr__(self) -> str:
+        "The fields that differ from the defaults: `HeartConfig()` is the shipped configuration (short signatures)."
+        changed = [
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != f.default
+        ]
+        return f"HeartConfig({', '.join(changed)})"
+
     def replace(self, **changes) -> "HeartConfig":
         "A copy with `changes` applied (validated again)."
         return dataclasses.replace(self, **changes)

@@ -39,7 +39,7 @@ def explanation(predictor: Predictor, a: Analysis, cls: str | None = None, dt: f
     from heart_nb.models import attention_weights, grad_cam
 
     cfg = predictor.run.cfg
-    cls = cls or max(a.probabilities, key=a.probabilities.get)
+    cls = cls or max((c for c in a.probabilities if c in CLASS_NAMES), key=a.probabilities.get)  # a diagnosis
     if cls not in predictor.classes:
         raise HeartError(f"explanation: unknown class {cls!r}; the run has {predictor.classes}")
     k = predictor.classes.index(cls)
@@ -71,7 +71,7 @@ def plot_prediction(predictor: Predictor, path: str | Path | Analysis, fig=None)
     cfg = predictor.run.cfg
     a = path if isinstance(path, Analysis) else predictor.analyse(path)
     ex = explanation(predictor, a)
-    fig = fig or plt.figure(figsize=(11, 6.5))
+    fig = fig or plt.figure(figsize=(12, 7))
     gs = fig.add_gridspec(3, 3, height_ratios=[1.2, 1, 0.7])
     a0, a1 = fig.add_subplot(gs[0, :2]), fig.add_subplot(gs[1, :2])
     a3, a2 = fig.add_subplot(gs[2, :2]), fig.add_subplot(gs[:, 2])
@@ -83,19 +83,20 @@ def plot_prediction(predictor: Predictor, path: str | Path | Analysis, fig=None)
             a0.axvspan(s, e, color="C3", alpha=0.12, lw=0)
         for s, e in zip(hc.s2[:-1], hc.s1[1:]):
             a0.axvspan(s, e, color="C0", alpha=0.08, lw=0)
+    evidence = {"cnn_grad_cam": "CNN evidence (Grad-CAM)", "crnn_attention": "CRNN attention"}
     for col, c in (("cnn_grad_cam", "C2"), ("crnn_attention", "C4")):
         if col in ex:
-            a0.plot(ex.time, ex[col] / np.nanmax(ex[col]) * 0.95, color=c, lw=1.2, label=col.replace("_", " "))
+            a0.plot(ex.time, ex[col] / np.nanmax(ex[col]) * 0.95, color=c, lw=1.2, label=evidence[col])
     a0.set_xlim(0, t[-1])
     a0.set_ylim(-1.05, 1.05)
     a0.set_yticks([])
     if len(a0.lines) > 1:
-        a0.legend(loc="lower right", fontsize=7, ncol=2)
+        a0.legend(loc="lower right", fontsize=9, ncol=2)
     hr = a.quality.heart_rate_bpm
     a0.set_title(
         f"{a.path.name}: {a.prediction}  |  quality: {a.quality.verdict}  |  heart rate: "
         f"{'n/a' if hr is None else f'{hr:.0f} bpm'}  (red: systole, blue: diastole)",
-        fontsize=9,
+        fontsize=11,
     )
     a1.imshow(
         log_mel(a.samples[None], cfg)[0], origin="lower", aspect="auto", cmap="magma", extent=(0, t[-1], 0, cfg.n_mels)
@@ -107,8 +108,8 @@ def plot_prediction(predictor: Predictor, path: str | Path | Analysis, fig=None)
     a1.set_xticklabels([])
     a3.plot(ex.time, ex.probability, color="C3")
     a3.set_xlim(0, t[-1])
-    a3.set_ylim(0, 1)
-    a3.set_ylabel(f"p({ex.attrs['class']})", fontsize=8)
+    a3.set_ylim(-0.03, 1.08)  # a probability of 1.0 stays visible above the frame's edge
+    a3.set_ylabel(f"p({ex.attrs['class']})\nper window", fontsize=10)
     a3.set_xlabel("time (s)")
     probs = np.array(list(a.probabilities.values()))
     called = a.prediction.split("+") + _murmur_called({"murmur": a.murmur})
@@ -119,12 +120,15 @@ def plot_prediction(predictor: Predictor, path: str | Path | Analysis, fig=None)
     )
     a2.set_xlim(0, 1)
     a2.invert_yaxis()
-    a2.set_title(f"probabilities ({predictor.run.info['model'].upper()})", fontsize=9)
+    members = " and ".join(predictor.run.info["model"].split("+"))
+    a2.set_title(f"probabilities (mean of {members}); red: called", fontsize=10)
     for i, p in enumerate(probs):
-        a2.text(min(p + 0.02, 0.85), i, f"{p:.2f}", va="center", fontsize=8)
+        a2.text(min(p + 0.02, 0.85), i, f"{p:.2f}", va="center", fontsize=10)
+    for ax in (a0, a1, a2, a3):  # readable on a report page
+        ax.tick_params(labelsize=10)
     note = predictor.run.info.get("data_note")
     if note:
-        fig.suptitle(f"model trained on {note} data", fontsize=9, color="C3")
+        fig.suptitle(f"model trained on {note} data", fontsize=10, color="C3")
     fig.tight_layout()
     return fig
 
@@ -167,8 +171,8 @@ def _model_lines(run: Run) -> list[str]:
 
     p, info = run.info["patients"], run.info
     lines = [
-        f"Model: {info['model']} ({run.task}, classes {', '.join(run.classes)}), run folder "
-        f"<code>{run.path.name}</code>, trained on {p['train']} patients, early-stopped on {p['val']}."
+        f"Model: {' + '.join(info['model'].split('+'))} ({run.task}, classes {', '.join(run.classes)}), run folder "
+        f"<code>{run.path.resolve()}</code>, trained on {p['train']} patients, early-stopped on {p['val']}."
     ]
     if info.get("data_note"):
         lines.append(f"<b>Trained on {info['data_note']} data.</b>")
@@ -248,7 +252,15 @@ def patient_report(predictor: Predictor, patient: dict, recordings: list[dict], 
             f"<tr><td>{esc(Path(r['path']).name)}</td><td>{esc(r['site'])}</td>"
             f"<td>{esc(r['error'] or r['quality'])}</td><td>{hr}</td><td>{esc(r['prediction'])}</td></tr>"
         )
-    body.append("</table><h2>Each site: waveform, heart cycle and evidence</h2>")
+    body.append(
+        "</table><h2>Each site: waveform, heart cycle and evidence</h2><p class='legend'>Each figure, for one "
+        "recording: <b>top</b>, the waveform with systole (red) and diastole (blue) shaded from the detected heart "
+        "sounds, and the CNN's evidence over time (Grad-CAM: where the CNN's layers respond for the class shown "
+        "below, scaled to its peak); <b>middle</b>, the log-Mel spectrogram the networks read; <b>bottom</b>, "
+        "p(class): that class's probability in each 5 s window (the most probable diagnosis); <b>right</b>, every "
+        "class's probability for the whole recording, the mean of the run's members (baseline: a logistic "
+        "regression on summaries; CNN: the network), the classes called in red.</p>"
+    )
     for site in sorted({r["site"] for r in mine if not r["error"] and r["quality"] == "ok"}):
         r = next(r for r in mine if r["site"] == site and not r["error"] and r["quality"] == "ok")
         body.append(f"<h3>{esc(site or 'site not given')}: {esc(Path(r['path']).name)}</h3>")

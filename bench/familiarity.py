@@ -13,6 +13,7 @@ is wrong at what rate among familiar and among unfamiliar recordings, their rati
 for predicting a wrong decision within the source (pooled over the unseen sources too).
 
     python bench/familiarity.py            # about 10 minutes on 2 cores (features cached in bench/_loso)
+    python bench/familiarity.py --replot   # familiarity.md and .png again from familiarity.json
 """
 
 import json
@@ -129,7 +130,13 @@ def main():
         "rows": rows,
     }
     (res / "familiarity.json").write_text(json.dumps(meta, indent=1))
-    R = pd.DataFrame(rows)
+    write(meta, res)
+    print(f"wrote {res / 'familiarity.md'} in {time.time() - t0:.0f} s")
+
+
+def write(meta: dict, res: Path) -> None:
+    "familiarity.md and familiarity.png from the rows of familiarity.json."
+    R = pd.DataFrame(meta["rows"])
     ci = lambda v, c: "" if v is None or v != v else f"{v:.2f} [{c[0]:.2f}, {c[1]:.2f}]"
     lines = [
         "# Familiarity on recordings the run never saw (bench/familiarity.py)",
@@ -164,15 +171,21 @@ def main():
         err = np.array([[v - c[0], c[1] - v] if c == c and v == v else [0, 0] for v, c in zip(x.flagged, x.flagged_ci)])
         ax.bar(np.arange(len(groups)) + i * w, x.flagged, w, yerr=err.T, label=name, capsize=2)
     ax.set_xticks(np.arange(len(groups)) + w / 2 * (len(RUNS) - 1))
-    ax.set_xticklabels([g.replace(" (the run's test patients)", "\n(test patients)") for g in groups], fontsize=7)
+    short = [
+        g.replace(" (the run's test patients)", "\n(test patients)").replace("physionet2016/", "PhysioNet ")
+        for g in groups
+    ]
+    ax.set_xticklabels(short, fontsize=8, rotation=30, ha="right")
     ax.axhline(0.05, color="k", lw=0.6, ls=":")
     ax.set_ylabel("share flagged unfamiliar")
     ax.set_title("Familiarity by source: baseline runs, recordings never seen in training, recording level", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(res / "familiarity.png", dpi=120)
-    print(f"wrote {res / 'familiarity.md'} in {time.time() - t0:.0f} s")
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--replot"]:  # the tables and the figure again, from familiarity.json
+        write(json.loads(Path("bench/results/familiarity.json").read_text()), Path("bench/results"))
+    else:
+        main()

@@ -46,3 +46,41 @@ def logit(P: np.ndarray) -> np.ndarray:
     "Log-odds of probabilities `P`, clipped to [1e-4, 1 - 1e-4]."
     P = np.clip(P, 1e-4, 1 - 1e-4)
     return np.log(P / (1 - P))
+
+
+def cpu_machine() -> str:
+    "This machine's cores in words, for a bench that runs no network (no Keras import)."
+    import os
+    import platform
+
+    return f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU"
+
+
+def write_rows(out, rows: list, t0: float, **extra) -> dict:
+    "A bench's rows written to `out` as JSON with the command, the machine and the wall time; the written dict."
+    import json
+    import sys
+    import time
+
+    meta = {"command": "python " + " ".join(sys.argv), "machine": cpu_machine(), "seconds": round(time.time() - t0)}
+    meta |= extra | {"rows": rows}
+    out.write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+def three_sources(work):
+    "BMD-HS, PhysioNet 2016 and CirCor 2022 mapped with their presets (once, into `work`) and combined, in that order."
+    from heart_nb.core import find_bmdhs
+    from heart_nb.mapping import combine_manifests, map_dataset, read_manifest
+
+    D = find_bmdhs().parent
+    spec = {
+        "bmdhs": (D / "bmd-hs/BMD-HS_Data_Annotation.xlsx", D / "bmd-hs/audio", "bmd-hs"),
+        "pn16": (D / "physionet2016/REFERENCE.csv", D / "physionet2016/audio", "physionet2016"),
+        "circor": (D / "circor2022/patients.csv", D / "circor2022/audio", "circor2022"),
+    }
+    work.mkdir(parents=True, exist_ok=True)
+    for name, args in spec.items():
+        if not (work / f"{name}.csv").exists():
+            map_dataset(args[0], args[1], work / f"{name}.csv", args[2])
+    return combine_manifests([read_manifest(work / f"{n}.csv") for n in spec]).reset_index(drop=True)

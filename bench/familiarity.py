@@ -43,26 +43,17 @@ def rates(s: pd.DataFrame) -> tuple[float, float, float]:
 
 
 def main():
+    from common import three_sources
+
     from heart_nb.baseline import recording_summary
     from heart_nb.cache import extract_features
-    from heart_nb.core import HeartConfig, find_bmdhs
-    from heart_nb.mapping import combine_manifests, map_dataset, read_manifest
+    from heart_nb.core import HeartConfig
     from heart_nb.metrics import aggregate, auroc
     from heart_nb.runs import load_run
     from heart_nb.training import train
 
     t0 = time.time()
-    D = find_bmdhs().parent
-    WORK.mkdir(parents=True, exist_ok=True)
-    spec = {
-        "bmdhs": (D / "bmd-hs/BMD-HS_Data_Annotation.xlsx", D / "bmd-hs/audio", "bmd-hs"),
-        "pn16": (D / "physionet2016/REFERENCE.csv", D / "physionet2016/audio", "physionet2016"),
-        "circor": (D / "circor2022/patients.csv", D / "circor2022/audio", "circor2022"),
-    }
-    for name, args in spec.items():
-        if not (WORK / f"{name}.csv").exists():
-            map_dataset(args[0], args[1], WORK / f"{name}.csv", args[2])
-    man = combine_manifests([read_manifest(WORK / f"{n}.csv") for n in spec]).reset_index(drop=True)
+    man = three_sources(WORK)
     cfg = HeartConfig()
     fs = extract_features(man, cfg, cache_dir=WORK / "cache", progress=False)
     rng = np.random.default_rng(0)

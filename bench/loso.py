@@ -34,10 +34,10 @@ other source in every training fold (lesion macro-AUROC, patient level, paired d
 import argparse
 import json
 import os
-import platform
-import sys
 import time
 from pathlib import Path
+
+from common import write_rows
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
@@ -61,21 +61,12 @@ TARGET = {
 
 def load(work: Path, cfg):
     "The three manifests combined, their features, every recording's summaries and its augmented copies' summaries."
+    from common import three_sources
+
     from heart_nb.baseline import augmented_copies, recording_summary, summarise_windows
     from heart_nb.cache import extract_features
-    from heart_nb.core import find_bmdhs
-    from heart_nb.mapping import combine_manifests, map_dataset, read_manifest
 
-    D = find_bmdhs().parent
-    spec = {
-        "bmdhs": (D / "bmd-hs/BMD-HS_Data_Annotation.xlsx", D / "bmd-hs/audio", "bmd-hs"),
-        "pn16": (D / "physionet2016/REFERENCE.csv", D / "physionet2016/audio", "physionet2016"),
-        "circor": (D / "circor2022/patients.csv", D / "circor2022/audio", "circor2022"),
-    }
-    for name, args in spec.items():
-        if not (work / f"{name}.csv").exists():
-            map_dataset(args[0], args[1], work / f"{name}.csv", args[2])
-    man = combine_manifests([read_manifest(work / f"{n}.csv") for n in spec]).reset_index(drop=True)
+    man = three_sources(work)
     fs = extract_features(man, cfg, cache_dir=work / "cache", progress=False)
     man = fs.manifest
     f = work / f"summaries_{cfg.baseline_copies}.npz"
@@ -163,6 +154,23 @@ def predict(models, F):
     return P / n, names
 
 
+def loso_row(held: str, model: str, metric: str, value: float, ci, patients: int, **extra) -> dict:
+    "One leave-one-source-out row in the shape of sources.json."
+    return {
+        "protocol": "leave one source out, patient level",
+        "train_sources": "the other seven",
+        "test_source": held,
+        "group": GROUP[held],
+        "model": model,
+        "metric": metric,
+        "value": round(float(value), 4),
+        "ci_low": round(float(ci[0]), 4),
+        "ci_high": round(float(ci[1]), 4),
+        "patients": patients,
+        "target": TARGET.get((held, metric), ""),
+    } | extra
+
+
 def part_loso(man, F, C, cfg, levers, n_boot, rng) -> list[dict]:
     "Every held-out source under every lever: rows with paired CIs against naive pooling."
     from heart_nb.splits import present_classes, target_matrix
@@ -209,19 +217,8 @@ def part_loso(man, F, C, cfg, levers, n_boot, rng) -> list[dict]:
             base = [metrics(d0.iloc[b], held, []) for b in draws]
             for m, v in point.items():
                 lo, hi = np.nanpercentile([b.get(m, np.nan) for b in boot], [2.5, 97.5])
-                row = {
-                    "protocol": "leave one source out, patient level",
-                    "train_sources": "the other seven" + (" without circor2022" if "without_circor" in lever else ""),
-                    "test_source": held,
-                    "group": GROUP[held],
-                    "model": f"baseline ({lever})",
-                    "metric": m,
-                    "value": round(float(v), 4),
-                    "ci_low": round(float(lo), 4),
-                    "ci_high": round(float(hi), 4),
-                    "patients": len(d),
-                    "target": TARGET.get((held, m), ""),
-                }
+                row = loso_row(held, f"baseline ({lever})", m, v, (lo, hi), len(d))
+                row["train_sources"] += " without circor2022" if "without_circor" in lever else ""
                 if lever != "naive":
                     diff = [b.get(m, np.nan) - a.get(m, np.nan) for b, a in zip(boot, base)]
                     dlo, dhi = np.nanpercentile(diff, [2.5, 97.5])
@@ -343,22 +340,7 @@ def part_nets(man, fs, cfg, work, model, held_out, n_boot, rng) -> list[dict]:
         info = json.loads((out / "run.json").read_text())
         for m, v in point.items():
             lo, hi = np.nanpercentile([b.get(m, np.nan) for b in boot], [2.5, 97.5])
-            rows.append(
-                {
-                    "protocol": "leave one source out, patient level",
-                    "train_sources": "the other seven",
-                    "test_source": held,
-                    "group": GROUP[held],
-                    "model": f"{model} (naive)",
-                    "metric": m,
-                    "value": round(float(v), 4),
-                    "ci_low": round(float(lo), 4),
-                    "ci_high": round(float(hi), 4),
-                    "patients": len(d),
-                    "target": TARGET.get((held, m), ""),
-                    "train_seconds": info.get("seconds"),
-                }
-            )
+            rows.append(loso_row(held, f"{model} (naive)", m, v, (lo, hi), len(d), train_seconds=info.get("seconds")))
         print(f"  {held}: {point}", flush=True)
     return rows
 
@@ -393,13 +375,7 @@ def main():
         rows = part_nets(man, fs, cfg, work, args.model, args.held_out.split(","), args.boot, rng)
     tag = f"nets_{args.model.replace('+', '_')}" if args.part == "nets" else args.part
     out = Path(args.results) / f"sources_loso_{tag}.json"
-    meta = {
-        "command": "python " + " ".join(sys.argv),
-        "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU",
-        "seconds": round(time.time() - t0),
-        "rows": rows,
-    }
-    out.write_text(json.dumps(meta, indent=1))
+    write_rows(out, rows, t0)
     print(pd.DataFrame(rows).drop(columns=["train_sources"]).to_string())
     print(f"wrote {out}")
 

@@ -24,7 +24,6 @@ Every run is resumable in --work (a finished run folder is reused); the command 
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pandas as pd
+from common import write_rows
 
 DBS = tuple("abcdef")
 NOT_VALVE = ("c", "e")  # abnormal recordings largely coronary artery disease (Liu et al. 2016)
@@ -503,13 +503,7 @@ def main():
     part = "_a" if args.part == "a" else ""  # (a) alone: its own file, beside the (b) rows of the same model
     name = {"dc": "confound", "c": "shift"}.get(args.part, f"{args.model.replace('+', '_')}{tag}{part}")
     out = Path(args.results) / f"sources_{name}.json"
-    meta = {
-        "command": "python " + " ".join(sys.argv),
-        "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU",
-        "seconds": round(time.time() - t0),
-        "rows": rows,
-    }
-    out.write_text(json.dumps(meta, indent=1))
+    write_rows(out, rows, t0)
     write_report(Path(args.results))
     print(pd.DataFrame(rows).drop(columns=["train_sources"]).to_string())
     print(f"wrote {out}")

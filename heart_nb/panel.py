@@ -120,8 +120,9 @@ def plot_prediction(predictor: Predictor, path: str | Path | Analysis, fig=None)
     )
     a2.set_xlim(0, 1)
     a2.invert_yaxis()
-    members = " and ".join(predictor.run.info["model"].split("+"))
-    a2.set_title(f"probabilities (mean of {members}); red: called", fontsize=10)
+    members = predictor.run.info["model"].split("+")
+    who = "the baseline" if members == ["baseline"] else f"mean of {' and '.join(members)}"
+    a2.set_title(f"probabilities ({who})\nred: called", fontsize=10)
     for i, p in enumerate(probs):
         a2.text(min(p + 0.02, 0.85), i, f"{p:.2f}", va="center", fontsize=10)
     for ax in (a0, a1, a2, a3):  # readable on a report page
@@ -157,10 +158,11 @@ def _probability_figure(predictor: Predictor, patient: dict):
     if patient["thresholds"]:
         t = [patient["thresholds"][c] for c in predictor.classes]
         ax.scatter(t, predictor.classes, marker="|", s=300, color="k", label="threshold (patient level)")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=9, loc="lower right")
     ax.set_xlim(0, 1)
     ax.invert_yaxis()
-    ax.set_title(f"{patient['patient']}: mean of {patient['recordings_used']} recordings", fontsize=9)
+    ax.set_title(f"{patient['patient']}: mean of {patient['recordings_used']} recordings (red: called)", fontsize=11)
+    ax.tick_params(labelsize=10)
     fig.tight_layout()
     return fig
 
@@ -217,7 +219,7 @@ def patient_report(predictor: Predictor, patient: dict, recordings: list[dict], 
             f"are {esc(patient['warning'])} (familiarity {patient['familiarity']:.2f}: the share of the model's own "
             "validation recordings that are less typical).</p>"
         )
-    names = {c: CLASS_NAMES.get(c) or MURMUR_NAMES[c] for c in predictor.classes}
+    names = {c: f"{c} {CLASS_NAMES[c]}" if c in CLASS_NAMES else MURMUR_NAMES[c] for c in predictor.classes}
     called = patient["prediction"].split("+") + _murmur_called(patient)
     if patient["prediction"] == "unknown":
         body.append("<p>No recording passed the quality gate; reasons below.</p>")
@@ -236,7 +238,7 @@ def patient_report(predictor: Predictor, patient: dict, recordings: list[dict], 
         body.append(
             "<table><tr><th>class</th><th>probability</th><th>threshold</th><th>called</th></tr>"
             + "".join(
-                f"<tr><td>{c} {esc(names[c])}</td><td>{patient['probabilities'][c]:.3f}</td><td>{thr[c]}</td>"
+                f"<tr><td>{esc(names[c])}</td><td>{patient['probabilities'][c]:.3f}</td><td>{thr[c]}</td>"
                 f"<td>{'yes' if c in called else ''}</td></tr>"
                 for c in predictor.classes
             )

@@ -119,21 +119,6 @@ SIDEBAR_CSS = """
 </style>"""
 
 
-def quiet_keras() -> None:
-    "Import Keras (the pages' modules do) with file descriptor 2 closed: TensorFlow's start-up lines never show."
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
-    try:
-        import keras
-        import numpy as np
-
-        keras.layers.Dense(1)(np.zeros((1, 1), np.float32))
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-
-
 def main() -> None:
     if len(sys.argv) != 2:
         sys.exit("usage: .ci/docs OUT_DIR")
@@ -144,7 +129,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     warnings.simplefilter("ignore")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    quiet_keras()
+    from heart_nb.core import quiet_keras
+
+    quiet_keras()  # the pages' modules import Keras: its start-up lines never show
     import nbformat
     from nbconvert import HTMLExporter
     from traitlets.config import Config

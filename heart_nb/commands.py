@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from .core import CLASSES, HeartConfig, HeartError, atomic_path, atomic_write_text
+from .core import CLASSES, HeartConfig, HeartError, atomic_path, atomic_write_text, quiet_keras, quiet_stderr
 from .demo import run_demo
 
 # %% auto #0
@@ -99,7 +98,7 @@ def _train(args) -> int:
     "`heart-nb train`: a run folder (or, with --folds, a cross-validation)."
     from heart_nb.training import train
 
-    _keras_quietly()
+    quiet_keras()
     if args.folds is not None:
         return _cross_validate(args)
     out = train(
@@ -143,7 +142,7 @@ def _adapt(args) -> int:
     man = read_manifest(args.manifest)  # paths are checked before anything loads
     if not (Path(args.run) / "run.json").exists():
         raise HeartError(f"{args.run}: not a heart_nb run folder (no run.json, which heart-nb train writes last)")
-    _keras_quietly()
+    quiet_keras()
     out = adapt(
         args.run,
         man,
@@ -194,7 +193,7 @@ def _evaluate(args) -> int:
     if not (Path(args.run) / "run.json").exists():  # before anything heavy is imported
         raise HeartError(f"{args.run}: not a heart_nb run folder (no run.json, which heart-nb train writes last)")
     manifest = read_manifest(args.manifest) if args.manifest else None
-    _keras_quietly()
+    quiet_keras()
     from heart_nb.evaluation import evaluate_run
 
     res = evaluate_run(args.run, manifest, cache_dir=args.cache)
@@ -225,7 +224,7 @@ def _evaluate_cv(args) -> int:
 
 def _export(args) -> int:
     "`heart-nb export`: the run's networks as one ONNX (or TFLite) file."
-    with _quiet_stderr():
+    with quiet_stderr():
         from heart_nb.export import export_model
 
         out = export_model(args.run, args.format)
@@ -235,40 +234,11 @@ def _export(args) -> int:
 
 def _demo(args) -> int:
     "`heart-nb demo`: the whole pipeline on synthetic data."
-    _keras_quietly()
+    quiet_keras()
     run_demo(args.out, epochs=args.epochs)
     return 0
 
 # %% ../nbs/08b_commands.ipynb #5c13cd34
-def _keras_quietly() -> None:
-    "Import Keras and run one tiny layer with file descriptor 2 closed: TensorFlow's start-up lines never show."
-    import logging
-
-    import numpy as np
-
-    with _quiet_stderr():
-        import keras
-
-        keras.layers.Dense(1)(np.zeros((1, 1), np.float32))
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # nor its Python warnings (retracing) later
-
-
-class _quiet_stderr:
-    "File descriptor 2 pointed at /dev/null inside the block: TensorFlow's C++ start-up lines never reach the terminal."
-
-    def __enter__(self):
-        sys.stderr.flush()
-        self.saved = os.dup(2)
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 2)
-        os.close(null)
-
-    def __exit__(self, *exc):
-        sys.stderr.flush()
-        os.dup2(self.saved, 2)
-        os.close(self.saved)
-
-
 def _sources(sources: list[str]) -> list:
     "Each audio file to predict (folders searched), in order, or an error row for a missing source or an empty folder."
     from heart_nb.audio import unreadable
@@ -316,7 +286,7 @@ def _predict(args) -> int:
         compile_pattern(args.group_by)  # a bad pattern is refused before the model loads
     pred = None
     if files:
-        with _quiet_stderr():  # keras import, model loading and the first call
+        with quiet_stderr():  # keras import, model loading and the first call
             pred = Predictor(args.run, engine=args.engine)
             cfg = pred.run.cfg
             pred.probabilities(np.zeros((1, cfg.n_mels, cfg.n_frames), np.float32))

@@ -22,7 +22,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 # %% auto #0
 __all__ = ['CLASSES', 'LESIONS', 'AUDIO_SUFFIXES', 'SHIPPED', 'MURMURS', 'TARGETS', 'CLASS_NAMES', 'MURMUR_NAMES', 'HeartError',
-           'HeartConfig', 'atomic_path', 'atomic_write_text', 'seed_everything', 'find_bmdhs']
+           'HeartConfig', 'atomic_path', 'atomic_write_text', 'seed_everything', 'find_bmdhs', 'quiet_stderr',
+           'quiet_keras']
 
 # %% ../nbs/00_core.ipynb #5da0b6dd
 CLASSES: tuple[str, ...] = ("N", "AR", "MR", "TR", "AS", "MS", "PS")
@@ -257,3 +258,34 @@ def find_bmdhs(start: str | Path | None = None) -> Path | None:
         if (cand / "audio").is_dir():
             return cand
     return None
+
+# %% ../nbs/00_core.ipynb #b6a42ff9
+class quiet_stderr:
+    "File descriptor 2 pointed at /dev/null inside the block: lines C++ writes there never reach the terminal."
+
+    def __enter__(self):
+        import sys
+
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+
+    def __exit__(self, *exc):
+        import sys
+
+        sys.stderr.flush()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+
+
+def quiet_keras() -> None:
+    "Import Keras and run one tiny layer with file descriptor 2 closed; TensorFlow's Python warnings off too."
+    import logging
+
+    with quiet_stderr():
+        import keras
+
+        keras.layers.Dense(1)(np.zeros((1, 1), np.float32))
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # nor its retracing warnings later

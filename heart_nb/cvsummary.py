@@ -133,15 +133,15 @@ def plot_cv(results: list[CVResult], out: str | Path | None = None, level: str =
         reliability_diagram(Yr, Pr, r.task, "raw", a1)
         reliability_diagram(Yr, Pc, r.task, "temperature-scaled", a1)
         a1.set_title(f"{r.model}: calibration (recordings)", fontsize=9)
+        if r.model == "baseline":  # a logistic regression has no epochs: no panel
+            a2.set_visible(False)
+            continue
         a2.set_title(f"{r.model}: validation loss per fold", fontsize=9)
         for k, f in enumerate(r.folds):
             if "val_loss" in f:
                 a2.plot(np.arange(1, len(f["val_loss"]) + 1), f["val_loss"], "o-", ms=3, label=f"fold {k}")
-        if r.model == "baseline":
-            a2.text(0.5, 0.5, "no epochs (logistic regression)", ha="center", transform=a2.transAxes)
-        else:
-            a2.set_xlabel("epoch")
-            a2.legend(fontsize=7)
+        a2.set_xlabel("epoch")
+        a2.legend(fontsize=7)
     plt.tight_layout()
     if out:
         fig.savefig(out, dpi=90)

@@ -5,11 +5,11 @@
 # %% ../nbs/03a_cache.ipynb #aff9f083
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
-import time
 import uuid
 import warnings
 from pathlib import Path
@@ -80,25 +80,75 @@ class FeatureCache:
         p = self.root / name
         return p if p.exists() else None
 
-    def save(self) -> None:
-        """Merge this index into the one on disk (another run may have written meanwhile), write it atomically, drop
-        unreferenced window files."""
+    @contextlib.contextmanager
+    def lock(self, name: str = "index", wait: bool = True):
+        """An exclusive lock `name` among the processes sharing this cache, released when its holder exits or dies
+        (POSIX `flock`; yields whether it was taken: always without waiting when `wait`)."""
+        try:
+            import fcntl
+        except ImportError:  # no POSIX locks (Windows): nothing to hold
+            yield True
+            return
+        (self.root / "locks").mkdir(exist_ok=True)
+        with open(self.root / "locks" / name, "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def refresh(self) -> None:
+        "Read what other runs wrote to the index meanwhile (their entries and sets; this run's file hashes kept)."
         disk = self._read()
-        for k in ("files", "entries", "sets"):
-            disk[k].update(self.index[k])
-        disk["entries"] = {
-            k: e for k, e in disk["entries"].items() if e["set"] is None or (self.root / e["set"]).exists()
-        }
-        live = {e["set"] for e in disk["entries"].values()} | set(disk["sets"].values())
-        fd, tmpname = tempfile.mkstemp(dir=self.root, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(disk))  # dumps: the C encoder (dump streams through the Python one)
-        os.replace(tmpname, self.root / "index.json")
+        disk["files"].update(self.index["files"])
         self.index = disk
-        old = time.time() - 3600  # leave alone what a concurrent run may be about to name
-        for p in list(self.root.glob("set-*.f32")) + list(self.root.glob("*.tmp")):
-            if p.name not in live and p.stat().st_mtime < old:
+
+    def save(self, pending: dict | None = None) -> None:
+        """Under the index lock: rename `pending` window files ({temporary path: name}) into place, merge this index
+        into the one on disk (another run may have written meanwhile), write it atomically, drop the garbage."""
+        with self.lock("index"):
+            for tmp, name in (pending or {}).items():
+                os.replace(tmp, self.root / name)
+            disk = self._read()
+            for k in ("files", "entries", "sets"):
+                disk[k].update(self.index[k])
+            disk["entries"] = {
+                k: e for k, e in disk["entries"].items() if e["set"] is None or (self.root / e["set"]).exists()
+            }
+            fd, tmpname = tempfile.mkstemp(dir=self.root, prefix="index-", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(disk))  # dumps: the C encoder (dump streams through the Python one)
+            os.replace(tmpname, self.root / "index.json")
+            self.index = disk
+            self._garbage(remove=True)
+
+    def _garbage(self, remove: bool) -> list[tuple[str, int]]:
+        """(name, bytes) of what no run needs, removed when `remove` (hold the index lock): window files the index
+        does not name, and temporary files whose writer is gone (its build lock is free, or it is an index write)."""
+        live = {e["set"] for e in self.index["entries"].values()} | set(self.index["sets"].values())
+        found = []
+        for p in sorted(self.root.glob("set-*.f32")) + sorted(self.root.glob("*.tmp")):
+            if p.suffix == ".f32" and p.name in live:
+                continue
+            if p.name.startswith("set-") and p.suffix == ".tmp":  # set-<build lock>-<random>.tmp
+                with self.lock(f"build-{p.name.split('-')[1]}", wait=False) as free:
+                    if not free:
+                        continue  # its writer is building now
+            found.append((p.name, p.stat().st_size))
+            if remove:
                 p.unlink(missing_ok=True)
+        return found
+
+    def prune(self, remove: bool = True) -> list[tuple[str, int]]:
+        """What no index references (unnamed window files, a dead writer's temporary files): (name, bytes) each,
+        removed unless `remove` is False."""
+        with self.lock("index"):
+            self.refresh()
+            return self._garbage(remove)
 
 # %% ../nbs/03a_cache.ipynb #a1edbd66
 def _copy_bytes(src: Path, dst_fd: int, src_off: int, dst_off: int, nbytes: int, chunk: int = 1 << 22) -> None:
@@ -149,18 +199,25 @@ def extract_features(
         except OSError as e:
             errors[i] = os_error_line(p, e)
     ok = [i for i in range(len(paths)) if i not in errors]
-    entries = cache.index["entries"]
     known = lambda k: k in entries and (entries[k]["set"] is None or cache.window_file(entries[k]["set"]) is not None)
     set_key = lambda: hashlib.sha1("\n".join(keys[i] for i in ok).encode()).hexdigest()
-    name = cache.index["sets"].get(set_key()) if all(keys[i] is not None for i in ok) else None
-    if not (name and cache.window_file(name) and all(known(keys[i]) for i in ok)):
-        name, unread = _build_window_file(
-            cache, paths, keys, sigs, ok, cfg, n_jobs, backend, progress, scheduler
-        )  # fills in keys
-        errors.update(unread)
-        ok = [i for i in ok if i not in unread]
-        cache.index["sets"][set_key()] = name
-    cache.save()
+    build = hashlib.sha1((feature_key_json(cfg) + "\n".join(paths)).encode()).hexdigest()[:16]
+    with cache.lock(f"build-{build}"):  # a second run of the same manifest waits here, then adopts the first's set
+        cache.refresh()
+        entries, pending = cache.index["entries"], {}
+        for i in ok:
+            keys[i] = keys[i] or cache.known_key(paths[i], cfg)[0]
+        name = cache.index["sets"].get(set_key()) if all(keys[i] is not None for i in ok) else None
+        if not (name and cache.window_file(name) and all(known(keys[i]) for i in ok)):
+            name, unread, tmp = _build_window_file(
+                cache, paths, keys, sigs, ok, cfg, n_jobs, backend, progress, scheduler, build
+            )  # fills in keys
+            errors.update(unread)
+            ok = [i for i in ok if i not in unread]
+            cache.index["sets"][set_key()] = name
+            pending = {tmp: name}
+        cache.save(pending)
+    entries = cache.index["entries"]
     meta = {i: entries[keys[i]] for i in ok}
     for i in ok:
         if meta[i].get("error"):
@@ -199,9 +256,12 @@ def _build_window_file(
     backend: str | None,
     progress: bool,
     scheduler: str | None = None,
-) -> tuple[str, dict]:
-    """Write the windows of rows `ok` into a new window file of `cache`, fill in `keys` and the index; return the
-    file's name and the rows that could not be read."""
+    build: str = "any",
+) -> tuple[str, dict, str]:
+    """Write the windows of rows `ok` into a new window file of `cache` (the caller holds lock `build-<build>`), fill
+    in `keys` and the index; the file's name, the rows that could not be read, and the temporary file to rename."""
+    for dead in cache.root.glob(f"set-{build}-*.tmp"):  # a killed writer's: we hold its lock, so it is gone
+        dead.unlink(missing_ok=True)
     mel_pairs(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)  # built once, inherited by forked workers
     import scipy.fft  # noqa: F401                                      # imported once here, not in every worker
 
@@ -216,7 +276,7 @@ def _build_window_file(
         else:
             planned[i] = planned_windows(paths[i], cfg)
     off = dict(zip(ok, np.concatenate([[0], np.cumsum([planned[i] for i in ok])])[:-1].tolist()))
-    fd, target = tempfile.mkstemp(dir=cache.root, prefix="set-", suffix=".tmp")
+    fd, target = tempfile.mkstemp(dir=cache.root, prefix=f"set-{build}-", suffix=".tmp")
     try:
         os.ftruncate(fd, sum(planned.values()) * wbytes)
         for i, e in src.items():
@@ -228,7 +288,7 @@ def _build_window_file(
         unread = {i: res[i][2] for i in todo if res[i][5] is None}
         final_n = {i: (src[i]["n"] if i in src else res[i][0]) for i in ok if i not in unread}
         if any(final_n.get(i, 0) != planned[i] for i in todo):  # a failure or a wrong prediction: lay out again
-            fd2, target2 = tempfile.mkstemp(dir=cache.root, prefix="set-", suffix=".tmp")
+            fd2, target2 = tempfile.mkstemp(dir=cache.root, prefix=f"set-{build}-", suffix=".tmp")
             pos = 0
             new_off = {}
             for i, n_ in final_n.items():
@@ -246,8 +306,7 @@ def _build_window_file(
         os.unlink(target)
         raise
     os.close(fd)
-    name = f"set-{uuid.uuid4().hex}.f32"
-    os.replace(target, cache.root / name)
+    name = f"set-{uuid.uuid4().hex}.f32"  # renamed into place by `FeatureCache.save`, under the index lock
     for i in final_n:
         if i in src:
             if src[i]["set"] is None:
@@ -265,4 +324,4 @@ def _build_window_file(
             }
         e.update(set=None if e.get("error") else name, start=off[i])
         entries[keys[i]] = e
-    return name, unread
+    return name, unread, target

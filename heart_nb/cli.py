@@ -101,6 +101,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--task", choices=["auto", "multiclass", "multilabel"], default="auto")
     t.add_argument("--cache", default=None, help="feature cache folder (default: none)")
     t.add_argument("--force", action="store_true", help="replace a finished run in --out (an unfinished one resumes)")
+    c = sub.add_parser(
+        "cache",
+        help="what a feature cache holds, and what no index references",
+        description="Report a feature cache folder: its size and what no index references (window files no run "
+        "names, a killed writer's temporary files). With --prune: remove those.",
+    )
+    c.add_argument("dir", help="the cache folder (--cache of features, train, evaluate)")
+    c.add_argument("--prune", action="store_true", help="remove what no index references")
     a = sub.add_parser(
         "adapt",
         help="adapt a trained run to a new stethoscope or site from a few of its labelled recordings",

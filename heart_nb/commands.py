@@ -134,6 +134,25 @@ def _train(args) -> int:
     return 0
 
 
+def _cache(args) -> int:
+    "`heart-nb cache DIR [--prune]`: the cache's size and what no index references (removed with --prune)."
+    from heart_nb.cache import FeatureCache
+
+    if not (Path(args.dir) / "index.json").is_file():
+        raise HeartError(f"{args.dir}: not a heart_nb feature cache (no index.json)")
+    cache = FeatureCache(args.dir)
+    junk = cache.prune(remove=args.prune)
+    size = sum(p.stat().st_size for p in Path(args.dir).iterdir() if p.is_file())
+    print(f"{args.dir}: {len(cache.index['entries'])} recordings' features, {size / 2**20:.1f} MB")
+    for name, n in junk:
+        print(f"  {'removed' if args.prune else 'unreferenced'}: {name} ({n / 2**20:.1f} MB)")
+    if junk and not args.prune:
+        print(f"  heart-nb cache {args.dir} --prune removes them")
+    if not junk:
+        print("  nothing unreferenced")
+    return 0
+
+
 def _adapt(args) -> int:
     "`heart-nb adapt`: a run adapted to a new site's labelled recordings."
     from heart_nb.adapt import adapt
@@ -380,6 +399,7 @@ COMMANDS = {
     "features": _features,
     "train": _train,
     "adapt": _adapt,
+    "cache": _cache,
     "evaluate": _evaluate,
     "predict": _predict,
     "export": _export,

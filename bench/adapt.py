@@ -3,7 +3,8 @@
 Parent: a run that never saw the three target sources (default: bench/familiarity.py's run A, the baseline trained on
 BMD-HS alone; --parent another). Targets: CirCor 2022 (the murmur target), PhysioNet 2016 a and e (normal/abnormal).
 For k = 0, 8, 16, 32, 64 labelled recordings of the source, balanced between the target's two classes, 3 random draws
-each, `heart-nb adapt` with each lever (thresholds only; fine-tuning, the default), scored on that source's other
+each, `heart-nb adapt` with each lever (thresholds only; fine-tuning, the default; thresholds only with the site's
+statistics, `--unlabelled`, from the scored recordings' audio, not their labels), scored on that source's other
 recordings (recording level = patient level here: one recording per patient; PhysioNet has no subject ids):
   - AUROC of the target (p(murmur), or 1 - p(N) for abnormal);
   - balanced accuracy of the adapted run's decision (its threshold for that target);
@@ -88,7 +89,7 @@ def main():
     ap.add_argument("--tag", default="baseline")
     ap.add_argument("--k", default="0,8,16,32,64")
     ap.add_argument("--draws", type=int, default=3)
-    ap.add_argument("--levers", default="thresholds_only,fine_tune")
+    ap.add_argument("--levers", default="thresholds_only,fine_tune,thresholds_only+unlabelled")
     args = ap.parse_args()
     from heart_nb.adapt import adapt
     from heart_nb.cache import extract_features
@@ -131,8 +132,9 @@ def main():
                                 parent,
                                 S.loc[pick],
                                 out,
-                                thresholds_only=lever == "thresholds_only",
+                                thresholds_only=lever.startswith("thresholds_only"),
                                 cache_dir=WORK / "cache",
+                                unlabelled=list(rest.path) if lever.endswith("+unlabelled") else None,
                                 verbose=0,
                                 overwrite=True,
                             )

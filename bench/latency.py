@@ -16,7 +16,10 @@ Batch mode, --batch DIR: every audio file under DIR (or the first --limit), in t
           the windows of many files scored in one model call
 The JSON line then also has batch_files_per_s, single_files_per_s and batch_speedup (single time / batch time) for
 the Keras engine, and the same with an onnx_ prefix. Target (#23): batch_speedup >= 2 on 2 cores. The two must give
-the same rows: the script checks it (predictions equal, probabilities within 2e-4).
+the same rows: the script reports the largest probability difference and fails the check (after printing every
+figure, as batch_check in the JSON) when a verdict differs or a probability moves by more than 1e-6, which float32
+network passes over batches of other sizes explain (features are identical: the Mel filters sum in float64, so a
+worker process with one BLAS thread computes what the main process computes).
 
     python bench/latency.py [--run DIR] [--work bench/_accuracy] [--file PATH] [--repeats 30]
     python bench/latency.py --run DIR --batch ../shared/data/physionet2016/audio [--limit N]
@@ -136,20 +139,23 @@ def main():
     print(json.dumps(figures))
 
 
+TOLERANCE = 1e-6  # batch and single: float32 network passes over batches of other sizes (measured: up to 2e-7)
+
+
 def batch(folder: Path, limit: int | None, predictors: dict) -> dict:
     "Files per second one at a time and as a batch, for each predictor, in this process; the rows must agree."
-    import numpy as np
 
     from heart_nb.core import HeartError
     from heart_nb.prediction import audio_files
 
     files = audio_files(folder)[:limit]
 
-    def one_at_a_time(pred):
+    def one_at_a_time(pred):  # predict(path) is analyse(path).row(): the unrounded probabilities kept beside it
         rows = []
         for p in files:
             try:
-                rows.append(pred.predict(p))
+                a = pred.analyse(p)
+                rows.append(a.row() | {"_p": a.probabilities})
             except HeartError as e:
                 rows.append({"path": str(p), "error": str(e)})
         return rows
@@ -159,28 +165,30 @@ def batch(folder: Path, limit: int | None, predictors: dict) -> dict:
     for tag, pred in predictors.items():
         pred.predict_many(files[:16])  # workers and graphs warm
         t = time.perf_counter()
-        many = pred.predict_many(files)
+        many = [row | {"_p": P} for row, P in pred.scored(files)]
         t_batch = time.perf_counter() - t
         t = time.perf_counter()
         single = one_at_a_time(pred)
         t_single = time.perf_counter() - t
-        for b, s in zip(many, single):
-            assert bool(b["error"]) == bool(s.get("error")), (b, s)
-            if b["error"]:
-                continue
-            assert b["prediction"] == s["prediction"], (b, s)
-            assert np.allclose(list(b["probabilities"].values()), list(s["probabilities"].values()), atol=2e-4), (b, s)
+        both = [(b, s) for b, s in zip(many, single) if not b["error"] and not s.get("error")]
+        gap = max((abs(b["_p"][c] - s["_p"][c]) for b, s in both for c in b["_p"]), default=0)  # unrounded
+        differ = [b["path"] for b, s in both if b["prediction"] != s["prediction"]]
+        differ += [b["path"] for b, s in zip(many, single) if bool(b["error"]) != bool(s.get("error"))]
         name = tag.rstrip("_") or "keras"
         print(
             f"{name:6s} one at a time {len(files) / t_single:7.1f} files/s ({t_single:.0f} s); batch "
             f"{len(files) / t_batch:7.1f} files/s ({t_batch:.0f} s); speed-up {t_single / t_batch:.2f}; "
-            f"{sum(bool(r['error']) for r in many)} error rows"
+            f"{sum(bool(r['error']) for r in many)} error rows; max |batch - single| {gap:.1e} "
+            f"(tolerance {TOLERANCE:g}), {len(differ)} verdicts differ"
         )
         out |= {
             f"{tag}single_files_per_s": round(len(files) / t_single, 2),
             f"{tag}batch_files_per_s": round(len(files) / t_batch, 2),
             f"{tag}batch_speedup": round(t_single / t_batch, 3),
+            f"{tag}batch_max_abs_diff": float(gap),
         }
+        if gap > TOLERANCE or differ:  # reported after the figures, never instead of them
+            out[f"{tag}batch_check"] = f"FAILED: {len(differ)} verdicts differ, max |delta p| {gap:.1e}"
     return out
 
 

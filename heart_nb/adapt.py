@@ -5,6 +5,7 @@
 # %% ../nbs/05a_adapt.ipynb #b6cbcdc5
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import time
@@ -17,7 +18,7 @@ from .baseline import fit_baseline, recording_summary
 from .cache import extract_features
 from .core import HeartError, atomic_path, atomic_write_text
 from .familiarity import save_familiarity
-from .features import Windows
+from .features import Standardiser, Windows
 from .mapping import combine_manifests
 from .runs import Member, load_run
 from .splits import patient_split, target_matrix
@@ -38,6 +39,7 @@ def adapt(
     verbose: int = 2,
     overwrite: bool = False,
     manifest_name: str = "",
+    unlabelled: list | None = None,
 ) -> Path:
     "Adapt the run in `run_dir` to the labelled recordings of `manifest` (a new site); write the run folder `out_dir`."
     t0 = time.time()
@@ -60,9 +62,12 @@ def adapt(
     fs = extract_features(man, cfg, cache_dir=cache_dir, progress=verbose > 0)
     man, all_rows = fs.manifest, np.ones(len(fs.manifest), bool)
     Y = target_matrix(man, parent.classes)
+    if unlabelled:  # the new stethoscope's own input statistics, from its recordings without labels
+        parent.members = _site_statistics(parent, unlabelled, cache_dir, verbose)
     if thresholds_only:
         members, split, replayed = parent.members, np.full(len(man), "adapt_val", object), 0
-        shutil.copytree(parent.path / "members", out / "members")
+        for m in members:
+            m.save(out / "members" / m.kind)
     else:
         split = np.where(
             patient_split(man, cfg.replace(val_frac=0.25, test_frac=0.0)) == "val", "adapt_val", "adapt_train"
@@ -70,7 +75,7 @@ def adapt(
         members, replayed = _fine_tune(
             parent, man, fs, Y, split == "adapt_train", out, epochs, replay_max, cache_dir, verbose
         )
-    how = "thresholds only" if thresholds_only else "fine-tuned"
+    how = ("thresholds only" if thresholds_only else "fine-tuned") + (", site statistics" if unlabelled else "")
     dec = members_decision(members, fs, Y, man, all_rows, parent.task, f"adaptation manifest ({how})")
     atomic_write_text(out / "decision.json", json.dumps(dec, indent=1))
     fam = parent.familiarity
@@ -87,7 +92,8 @@ def adapt(
             "recordings": int(len(man)),
             "patients": int(man.patient_id.nunique()),
         },
-        "adaptation": {"lever": how, "epochs_max": 0 if thresholds_only else epochs, "replayed_recordings": replayed},
+        "adaptation": {"lever": how, "epochs_max": 0 if thresholds_only else epochs, "replayed_recordings": replayed}
+        | {"unlabelled_recordings": len(unlabelled or [])},
         "seconds": round(time.time() - t0, 1),
     }
     atomic_write_text(out / "run.json", json.dumps(info, indent=1))  # last: a folder without it is unfinished
@@ -141,3 +147,25 @@ def _fine_tune(parent, man, fs, Y, train_rows, out, epochs, replay_max, cache_di
             members.append(Member(m.kind, net, std))
         members[-1].save(d)
     return members, len(old)
+
+# %% ../nbs/05a_adapt.ipynb #7fb27b941602401d91542211134fc71a
+def _site_statistics(parent, paths: list, cache_dir, verbose: int) -> list:
+    """The parent's members with their input statistics re-estimated on the site's unlabelled recordings `paths`:
+    each network's standardiser, the baseline's scaler; the weights unchanged."""
+    cfg = parent.cfg
+    fs = extract_features(
+        pd.DataFrame({"path": [str(p) for p in paths]}), cfg, cache_dir=cache_dir, progress=verbose > 0
+    )
+    if len(fs.X) == 0:
+        raise HeartError("no unlabelled recording could be read: nothing to estimate the site's statistics from")
+    out = []
+    for m in parent.members:
+        if m.kind == "baseline":
+            S = recording_summary(fs, cfg)
+            S = S[np.isfinite(S).all(1)]
+            bl = copy.copy(m.model)
+            bl.mean, bl.scale = S.mean(0), np.where(S.std(0) > 0, S.std(0), 1.0)
+            out.append(Member("baseline", bl))
+        else:
+            out.append(Member(m.kind, m.model, Standardiser.fit(fs.X, cfg.normalise, cfg.hop_length / cfg.sr)))
+    return out

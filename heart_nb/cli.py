@@ -122,6 +122,12 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--out", required=True, help="the adapted run folder to write")
     a.add_argument("--thresholds-only", action="store_true", help="keep the weights; refit thresholds and temperature")
     a.add_argument("--epochs", type=int, default=10, help="fine-tuning: at most this many epochs (default 10)")
+    a.add_argument(
+        "--unlabelled",
+        default=None,
+        metavar="DIR",
+        help="recordings of the new stethoscope without labels: its input statistics are estimated from them",
+    )
     a.add_argument("--cache", default=None, help="feature cache folder (default: none)")
     a.add_argument("--force", action="store_true", help="replace a finished run in --out")
     e = sub.add_parser(

@@ -157,8 +157,12 @@ def _adapt(args) -> int:
     "`heart-nb adapt`: a run adapted to a new site's labelled recordings."
     from heart_nb.adapt import adapt
     from heart_nb.mapping import read_manifest
+    from heart_nb.prediction import audio_files
 
     man = read_manifest(args.manifest)  # paths are checked before anything loads
+    unlabelled = [p for p in audio_files(args.unlabelled) if p.is_file()] if args.unlabelled else None
+    if args.unlabelled and not unlabelled:
+        raise HeartError(f"{args.unlabelled}: no audio files to estimate the site's statistics from")
     if not (Path(args.run) / "run.json").exists():
         raise HeartError(f"{args.run}: not a heart_nb run folder (no run.json, which heart-nb train writes last)")
     quiet_keras()
@@ -171,6 +175,7 @@ def _adapt(args) -> int:
         cache_dir=args.cache,
         overwrite=args.force,
         manifest_name=str(args.manifest),
+        unlabelled=unlabelled,
     )
     info = json.loads((out / "run.json").read_text())
     a = info["adaptation"]

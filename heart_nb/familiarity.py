@@ -59,8 +59,9 @@ class Familiarity:
         and of the run's own validation recordings, are familiar (`heart-nb adapt`)."""
         d = self.distance(F_site[np.isfinite(F_site).all(1)])
         if len(d):
+            before = self.threshold  # never lower: what was familiar stays familiar
             self.reference = np.sort(np.r_[self.reference, d])
-            self.site_threshold = max(self.site_threshold, float(np.quantile(d, self.quantile)))
+            self.site_threshold = max(self.site_threshold, before, float(np.quantile(d, self.quantile)))
         return self
 
     def score(self, F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

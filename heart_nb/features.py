@@ -109,7 +109,9 @@ def _db_mel(y: np.ndarray, cfg: HeartConfig) -> np.ndarray:
     spec = sfft.rfft(frames[..., :: cfg.hop_length, :] * _hann(cfg.n_fft), axis=-1)
     lo, hi, pairs = mel_pairs(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
     parts = spec[..., lo:hi].view(np.float32)  # (re, im, re, im, ...) of the bins the filters use
-    mel = np.square(parts, out=parts) @ pairs  # |X|² through the filters: one product, in spec's memory
+    # |X|² through the filters, summed in float64: a float32 product's sums depend on the BLAS thread count (1e-5 dB
+    # apart in a worker process and in the main one, enough to move a detected heart sound), a float64 one's do not
+    mel = (np.square(parts, out=parts).astype(np.float64) @ pairs.astype(np.float64)).astype(np.float32)
     db = np.log(np.maximum(mel, 1e-10, out=mel), out=mel)
     db *= 10 / np.log(10)  # natural log: 4x quicker than log10 in float32
     return db
@@ -190,7 +192,7 @@ def recording_features(
         return RecordingFeatures(None, 0, str(e))
 
 # %% ../nbs/03_features.ipynb #ad2e65e6
-FEATURES_VERSION = 4
+FEATURES_VERSION = 5
 
 # %% ../nbs/03_features.ipynb #4240fb52
 @dataclass

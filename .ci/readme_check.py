@@ -4,9 +4,9 @@ Clones this repository's HEAD into a temporary folder and runs, in order, every 
 bash session (as a reader pastes them into one shell; `set -e`), then every ```python block in one Python process
 of the clone's .venv. Only these changes are made, each printed as it is applied:
 
-- budget: `heart-nb train` gets `--epochs 1` and `train(...)` in Python `epochs=1`; the demo runs in full, and the
-  table it prints must be the README's: the same rows and columns, every figure within 0.2 (float kernels differ
-  between CPUs, and 11 synthetic test patients move a figure by a patient);
+- budget: `heart-nb train` and `heart-nb adapt` get `--epochs 1` and `train(...)` in Python `epochs=1`; the demo
+  runs in full, and the table it prints must be the README's: the same rows and columns, every figure within 0.2
+  (float kernels differ between CPUs, and 11 synthetic test patients move a figure by a patient);
 - the Python blocks run twice, from the clone and from its `nbs/` (where JupyterLab starts), with
   `HEART_NB_BMDHS` pointing at the data (the clone is not beside `shared/`); from `nbs/` they must reuse the clone's
   `bmdhs/` (the check fails if they write `nbs/bmdhs/`, i.e. train again);
@@ -75,7 +75,7 @@ def adapt_sh(line: str) -> tuple[str, str]:
     code = line.split("  #")[0].rstrip()
     if code.strip() == "bash .ci/run":
         return "", "skipped: this check runs inside .ci/run"
-    if re.search(r"\bheart-nb train\b", code):
+    if re.search(r"\bheart-nb (train|adapt)\b", code):
         return code + " --epochs 1", "budget: --epochs 1"
     if "jax[cuda12]" in code:
         return code.replace("jax[cuda12]", "jax[cpu]"), "jax[cpu]: no GPU here"

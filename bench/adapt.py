@@ -192,25 +192,43 @@ def main():
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, m in zip(axes, ("auroc", "balanced_accuracy")):
-        for (src, lever), x in R[R.k > 0].groupby(["source", "lever"]):
-            z = R[(R.source == src) & (R.k == 0)]
-            x = pd.concat([z, x]).groupby("k")[m].mean()
-            ax.plot(x.index, x.values, marker="o", ls="-" if lever == "fine_tune" else "--", label=f"{src}, {lever}")
-        for i, (src, c) in enumerate(ceil.items()):
-            ax.axhline(c[m], color=f"C{i}", lw=0.6, ls=":")
-        ax.set_xlabel("k labelled recordings of the new source")
-        ax.set_title(
-            f"{m.replace('_', ' ')} on its other recordings\n(parent: {args.tag}; dotted: in-source 5-fold)", fontsize=9
-        )
-    axes[1].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(res_dir / f"adapt_{args.tag}.png", dpi=120)
+    plot(R, ceil, args.tag, res_dir / f"adapt_{args.tag}.png")
     print(f"wrote {res_dir / f'adapt_{args.tag}.md'} in {time.time() - t0:.0f} s")
 
 
+def plot(R: pd.DataFrame, ceil: dict, tag: str, out: Path) -> None:
+    "The learning curves: a colour per source (its ceiling dotted), a line style per lever."
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    style = {"fine_tune": "-", "thresholds_only": "--", "thresholds_only+unlabelled": "-."}
+    sources = list(dict.fromkeys(R.source))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, m in zip(axes, ("auroc", "balanced_accuracy")):
+        for (src, lever), x in R[R.k > 0].groupby(["source", "lever"], sort=False):
+            x = pd.concat([R[(R.source == src) & (R.k == 0)], x]).groupby("k")[m].mean()
+            c = f"C{sources.index(src)}"
+            ax.plot(x.index, x.values, marker="o", ms=4, color=c, ls=style.get(lever, ":"), label=f"{src}, {lever}")
+        for src, cv in ceil.items():
+            ax.axhline(cv[m], color=f"C{sources.index(src)}", lw=0.8, ls=":")
+        ax.set_xlabel("k labelled recordings of the new source")
+        ax.set_title(
+            f"{m.replace('_', ' ')} on its other recordings, recording level\n(parent: {tag}, mean of 3 "
+            "draws; dotted: the source's own 5-fold)",
+            fontsize=9,
+        )
+    axes[1].legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--replot"]:  # the figure again from adapt_<tag>.json
+        tag = sys.argv[2] if len(sys.argv) > 2 else "baseline"
+        meta = json.loads(Path(f"bench/results/adapt_{tag}.json").read_text())
+        plot(pd.DataFrame(meta["rows"]), meta["ceiling"], tag, Path(f"bench/results/adapt_{tag}.png"))
+    else:
+        main()

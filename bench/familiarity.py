@@ -62,7 +62,8 @@ def main():
         out = WORK / f"familiarity_run_{name[0]}"
         tr = man[man.source.isin(sources)].reset_index(drop=True)
         if not (out / "run.json").exists():
-            train(tr, out, cfg, "baseline", features=fs.select(tr), verbose=0)
+            # murmur=True: run A learns BMD-HS's lesion-implied murmur targets, which bench/adapt.py scores on CirCor
+            train(tr, out, cfg, "baseline", features=fs.select(tr), verbose=0, murmur=True)
         run = load_run(out)
         split = run.split.set_index("path").split
         own_test = man.path.map(split).eq("test").to_numpy()

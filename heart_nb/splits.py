@@ -13,19 +13,32 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from .core import CLASSES, TARGETS, HeartConfig, HeartError
+from .core import CLASSES, LESIONS, MURMURS, TARGETS, HeartConfig, HeartError
 from .mapping import split_groups
 
 # %% auto #0
-__all__ = ['present_classes', 'choose_task', 'target_matrix', 'patient_split', 'assert_patient_disjoint', 'patient_folds',
-           'audit_folds']
+__all__ = ['present_classes', 'murmur_informative', 'choose_task', 'target_matrix', 'patient_split', 'assert_patient_disjoint',
+           'patient_folds', 'audit_folds']
 
 # %% ../nbs/04b_splits.ipynb #5df2ef22
-def present_classes(manifest: pd.DataFrame, task: str = "multilabel") -> list[str]:
+def present_classes(manifest: pd.DataFrame, task: str = "multilabel", murmur: bool | None = None) -> list[str]:
     """The targets (in `TARGETS` order) with at least one positive recording in `manifest`; a multi-class task learns
-    the classes only (one per recording), a multi-label one the murmur targets too."""
-    names = TARGETS if task == "multilabel" else CLASSES
-    return [c for c in names if c in manifest.columns and manifest[c].sum() > 0]
+    the classes only, a multi-label one the murmur targets too when some recording's murmur label says more than its
+    lesions imply (CirCor, PhysioNet: not BMD-HS alone, whose murmur targets are its lesions again); `murmur`: force."""
+    names = [c for c in TARGETS if c in manifest.columns and manifest[c].sum() > 0]
+    learn = murmur_informative(manifest) if murmur is None else murmur
+    return names if task == "multilabel" and learn else [c for c in names if c in CLASSES]
+
+
+def murmur_informative(manifest: pd.DataFrame) -> bool:
+    "Whether a known murmur target of some recording is not what its lesions imply (`mapping.murmurs_from_lesions`)."
+    from heart_nb.mapping import murmurs_from_lesions
+
+    if not all(c in manifest.columns for c in (*MURMURS, *LESIONS)):
+        return False
+    M = manifest[list(MURMURS)].astype(float)
+    implied = murmurs_from_lesions(manifest[list(LESIONS)].astype(float))
+    return bool((M.notna() & ~(M == implied)).any().any())
 
 
 def choose_task(manifest: pd.DataFrame) -> str:

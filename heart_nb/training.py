@@ -300,8 +300,10 @@ def train(
     data_note: str = "",
     verbose: int = 2,
     overwrite: bool = False,
+    murmur: bool | None = None,
 ) -> Path:
     "Train every member of `model` on a patient-wise split of `manifest` (networks: `fit_model`); write the run folder."
+    # murmur: learn the murmur targets (None: when they say more than the lesions, `splits.present_classes`)
     # a finished run folder (run.json written) is never replaced unless `overwrite`; an unfinished one resumes
     t0 = time.time()
     kinds = member_kinds(model)
@@ -318,7 +320,7 @@ def train(
     task = choose_task(manifest) if task == "auto" else task
     if task not in ("multiclass", "multilabel"):
         raise HeartError(f"task must be 'auto', 'multiclass' or 'multilabel', got {task!r}")
-    classes = present_classes(manifest, task)
+    classes = present_classes(manifest, task, murmur)
     if len(classes) < 2:
         raise HeartError(f"training needs at least 2 classes in the manifest, found {classes}")
     split = patient_split(manifest, cfg)

@@ -77,6 +77,11 @@ def adapt(
         )
     how = ("thresholds only" if thresholds_only else "fine-tuned") + (", site statistics" if unlabelled else "")
     dec = members_decision(members, fs, Y, man, all_rows, parent.task, f"adaptation manifest ({how})")
+    for j, c in enumerate(parent.classes):  # a class the site does not label both ways keeps the parent's thresholds
+        y = Y[np.isfinite(Y[:, j]), j]
+        if len(np.unique(y)) != 2:
+            for lvl in ("recording", "patient"):
+                dec["thresholds"][lvl][j] = float(parent.thresholds(lvl)[j])
     atomic_write_text(out / "decision.json", json.dumps(dec, indent=1))
     fam = parent.familiarity
     if fam is not None:

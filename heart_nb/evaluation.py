@@ -194,8 +194,10 @@ def _decision_note(run: Run) -> str:
         return "the most probable class (multi-class)"
     if run.decision is None:
         return "0.5 for every class (an older run without decision.json)"
-    n = run.decision.get("fitted_on", {}).get("patients", "?")
-    return f"per-class thresholds fitted on the run's {n} validation patients (decision.json)"
+    on = run.decision.get("fitted_on", {})
+    n, split = on.get("patients", "?"), on.get("split", "val")
+    where = f"the run's {n} validation patients" if split == "val" else f"{n} patients of its {split}"
+    return f"per-class thresholds fitted on {where} (decision.json)"
 
 
 def _json_safe(x):

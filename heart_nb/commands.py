@@ -122,7 +122,13 @@ def _train(args) -> int:
         f"trained {args.model.upper()} ({info['task']}, classes {info['classes']}){': ' + nets if nets else ''}; "
         f"patients train/val/test {p['train']}/{p['val']}/{p['test']}; wrote {out} in {info['seconds'] / 60:.1f} min"
     )
-    if p["test"]:  # how it did, as evaluate computes it (and writes metrics.json)
+    sources = pd.read_csv(out / "split.csv").query("split == 'test'").get("source", pd.Series(dtype=str))
+    if sources.nunique() > 1:  # one lesion macro over children's and adults' test patients would mislead
+        print(
+            f"its test patients come from {sources.nunique()} sources, not pooled here: score each source's test rows "
+            f"of {out / 'split.csv'}, as a manifest, with heart-nb evaluate --run {out} --manifest FILE"
+        )
+    elif p["test"]:  # how it did, as evaluate computes it (and writes metrics.json)
         from heart_nb.evaluation import evaluate_run
 
         m = evaluate_run(out, cache_dir=args.cache)["patient"]

@@ -57,9 +57,19 @@ def score(run_dir: Path, man: pd.DataFrame, fs, target: str, summaries: dict) ->
         y, s, called = 1 - y, 1 - s, ~called
     known = np.isfinite(y)
     y, s, called = y[known] > 0, s[known], called[known]
-    bacc = (called[y].mean() + (~called[~y]).mean()) / 2
+    bacc = lambda i: (called[i][y[i]].mean() + (~called[i][~y[i]]).mean()) / 2
     flagged = np.mean([rows[i]["familiar"] is False for i in ok])
-    return {"auroc": auroc(y.astype(float), s), "balanced_accuracy": float(bacc), "flagged": float(flagged)}
+    rng = np.random.default_rng(0)  # 95 % CI: the scored recordings bootstrapped (200 draws)
+    boot = [rng.integers(0, len(y), len(y)) for _ in range(200)]
+    ci = lambda f: [round(float(v), 4) for v in np.nanpercentile([f(b) for b in boot], [2.5, 97.5])]
+    every = np.arange(len(y))
+    return {
+        "auroc": auroc(y.astype(float), s),
+        "auroc_ci": ci(lambda b: auroc(y[b].astype(float), s[b])),
+        "balanced_accuracy": float(bacc(every)),
+        "balanced_accuracy_ci": ci(bacc),
+        "flagged": float(flagged),
+    }
 
 
 def ceiling(man: pd.DataFrame, fs, cfg, target: str, work: Path) -> dict:
@@ -150,7 +160,7 @@ def main():
                             "k": k,
                             "draw": draw,
                             "lever": lever,
-                            **{m: round(v, 4) for m, v in res.items()},
+                            **{m: v if isinstance(v, list) else round(v, 4) for m, v in res.items()},
                             "adapt_seconds": secs,
                             "scored_recordings": len(rest),
                         }
@@ -173,20 +183,23 @@ def main():
         f"# Adapting to a source never seen (bench/adapt.py, parent: {args.tag})",
         "",
         f"{meta['machine']}. Recording level; each source's other recordings; mean over {args.draws} draws "
-        "[min, max]. Ceiling: the baseline's 5-fold CV on the source alone.",
+        "[min, max]; the AUROC's 95 % CI of the first draw, its scored recordings bootstrapped. Ceiling: the "
+        "baseline's 5-fold CV on the source alone.",
         "",
-        "| source | lever | k | AUROC | balanced accuracy | flagged unfamiliar | adapt (s) |",
-        "|---|---|---|---|---|---|---|",
+        "| source | lever | k | AUROC | AUROC 95 % CI (draw 0) | balanced accuracy | flagged unfamiliar | adapt (s) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    ci0 = {(r.source, r.lever, r.k): r.auroc_ci for r in R[R.draw == 0].itertuples()}
     cell = lambda r, m: f"{r[(m, 'mean')]:.3f} [{r[(m, 'min')]:.2f}, {r[(m, 'max')]:.2f}]"
     for (src, lever, k), r in agg.iterrows():
+        lo, hi = ci0[src, lever, k]
         lines.append(
-            f"| {src} | {lever} | {k} | {cell(r, 'auroc')} | {cell(r, 'balanced_accuracy')} | "
-            f"{cell(r, 'flagged')} | {r[('adapt_seconds', 'mean')]:.0f} |"
+            f"| {src} | {lever} | {k} | {cell(r, 'auroc')} | [{lo:.2f}, {hi:.2f}] | "
+            f"{cell(r, 'balanced_accuracy')} | {cell(r, 'flagged')} | {r[('adapt_seconds', 'mean')]:.0f} |"
         )
     for src, c in ceil.items():
         lines.append(
-            f"| {src} | in-source 5-fold (ceiling) | all | {c['auroc']:.3f} | {c['balanced_accuracy']:.3f} | | |"
+            f"| {src} | in-source 5-fold (ceiling) | all | {c['auroc']:.3f} | | {c['balanced_accuracy']:.3f} | | |"
         )
     (res_dir / f"adapt_{args.tag}.md").write_text("\n".join(lines) + "\n")
     import matplotlib

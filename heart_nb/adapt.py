@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,6 +43,10 @@ def adapt(
     unlabelled: list | None = None,
 ) -> Path:
     "Adapt the run in `run_dir` to the labelled recordings of `manifest` (a new site); write the run folder `out_dir`."
+    if cache_dir is None:  # a throw-away cache: the site's features are computed once, not again for fine-tuning
+        with tempfile.TemporaryDirectory(prefix="heart_nb_adapt_") as d:
+            args = (thresholds_only, epochs, replay_max, d, verbose, overwrite, manifest_name, unlabelled)
+            return adapt(run_dir, manifest, out_dir, *args)
     t0 = time.time()
     parent = load_run(run_dir)
     out = Path(out_dir)

@@ -148,9 +148,14 @@ class Predictor:
         "Everything about one recording; HeartError (naming the file) when it cannot be read."
         y, q = read_recording(path, self.run.cfg)
         X = recording_log_mel(y, self.run.cfg)[0]  # the function extract_features uses
-        Pw = self.probabilities(X)
+        base = next((m for m in self.run.members if m.kind == "baseline"), None)
+        S = None  # the recording's summary, once: the baseline's input and the familiarity's
+        if base is not None or self.run.familiarity is not None:
+            S = summarise_windows(X, base.model.cfg if base is not None else self.run.cfg)[None]
+        Pb = None if base is None else np.repeat(base.model.predict(S), len(X), axis=0)
+        Pw = self._combine(self._networks(X) if any(m.kind != "baseline" for m in self.run.members) else None, Pb)
         probs = dict(zip(self.classes, map(float, Pw.mean(0))))
-        fam = self.familiar(summarise_windows(X, self.run.cfg)[None])[0] if self.run.familiarity else (None, None)
+        fam = self.familiar(S)[0] if self.run.familiarity is not None else (None, None)
         decided = self.decide(probs, q.verdict), self.murmur(probs, q.verdict)
         return Analysis(Path(path), y, X, Pw, probs, q, *decided, *fam)
 

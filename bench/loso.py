@@ -312,16 +312,17 @@ def part_five(man, fs, cfg, work, n_boot, rng) -> list[dict]:
     return rows
 
 
-def part_nets(man, fs, cfg, work, model, held_out, n_boot, rng) -> list[dict]:
+def part_nets(man, fs, cfg, work, model, held_out, n_boot, rng, save=None) -> list[dict]:
     """The shipped recipe (`train`: baseline + CNN, masked loss, source balance, thresholds on validation) on the
-    other seven sources, for each murmur/valve source held out; each run folder is reused when finished."""
+    other seven sources, for each murmur/valve source held out; each run folder is reused when finished, and the rows
+    so far are handed to `save` after each source (a long run killed keeps what it finished)."""
     from heart_nb.metrics import aggregate
     from heart_nb.runs import load_run
     from heart_nb.training import train
 
     rows = []
     for held in held_out:
-        out = work / f"nets_{model.replace('+', '_')}_without_{held.replace('/', '_')}"
+        out = work / f"nets_{model.replace('+', '_')}_e{cfg.epochs}_without_{held.replace('/', '_')}"
         if not (out / "run.json").exists():
             tr = man[man.source != held].reset_index(drop=True)
             t0 = time.time()
@@ -340,8 +341,11 @@ def part_nets(man, fs, cfg, work, model, held_out, n_boot, rng) -> list[dict]:
         info = json.loads((out / "run.json").read_text())
         for m, v in point.items():
             lo, hi = np.nanpercentile([b.get(m, np.nan) for b in boot], [2.5, 97.5])
-            rows.append(loso_row(held, f"{model} (naive)", m, v, (lo, hi), len(d), train_seconds=info.get("seconds")))
+            extra = {"train_seconds": info.get("seconds"), "epochs_at_most": cfg.epochs}
+            rows.append(loso_row(held, f"{model} (naive)", m, v, (lo, hi), len(d), **extra))
         print(f"  {held}: {point}", flush=True)
+        if save:
+            save(rows)
     return rows
 
 
@@ -350,6 +354,7 @@ def main():
     ap.add_argument("--part", default="loso", choices=["loso", "five", "nets"])
     ap.add_argument("--model", default="baseline+cnn", help="--part nets: the members to train (the shipped pair)")
     ap.add_argument("--held-out", default="bmd-hs,physionet2016/a,physionet2016/c,circor2022", help="--part nets")
+    ap.add_argument("--epochs", type=int, default=0, help="--part nets: at most this many epochs (0: the recipe's)")
     ap.add_argument("--levers", default=",".join(LEVERS))
     ap.add_argument("--work", default="bench/_loso")
     ap.add_argument("--boot", type=int, default=500)
@@ -360,6 +365,9 @@ def main():
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     cfg = HeartConfig()
+    if args.epochs:  # a shorter schedule: the cosine reaches its floor at the last epoch, patience scaled with it
+        short = dict(epochs=args.epochs, decay_epochs=args.epochs, warmup_epochs=1, patience=max(2, args.epochs // 3))
+        cfg = cfg.replace(**short)
     t0 = time.time()
     man, fs, F, C = load(work, cfg)
     print(
@@ -371,10 +379,11 @@ def main():
         rows = part_loso(man, F, C, cfg, args.levers.split(","), args.boot, rng)
     elif args.part == "five":
         rows = part_five(man, fs, cfg, work, args.boot, rng)
-    else:
-        rows = part_nets(man, fs, cfg, work, args.model, args.held_out.split(","), args.boot, rng)
     tag = f"nets_{args.model.replace('+', '_')}" if args.part == "nets" else args.part
     out = Path(args.results) / f"sources_loso_{tag}.json"
+    if args.part == "nets":
+        save = lambda rows: write_rows(out, rows, t0)
+        rows = part_nets(man, fs, cfg, work, args.model, args.held_out.split(","), args.boot, rng, save)
     write_rows(out, rows, t0)
     print(pd.DataFrame(rows).drop(columns=["train_sources"]).to_string())
     print(f"wrote {out}")

@@ -194,6 +194,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     x.add_argument("--run", required=True)
     x.add_argument("--format", choices=["onnx", "tflite"], default="onnx")
+    g = sub.add_parser(
+        "segment",
+        help="S1, S2, heart rate and heart states of audio files (the learned segmenter)",
+        description="One row per file: S1 and S2 centres (s), the heart rate and the states as [start_s, end_s, "
+        "state] runs (1 S1, 2 systole, 3 S2, 4 diastole); a file that cannot be read is one line and the rest go on.",
+    )
+    g.add_argument("files", nargs="+", metavar="FILE")
+    g.add_argument("--json", action="store_true", help="rows as JSON: path, s1, s2, heart_rate_bpm, states, error")
     d = sub.add_parser(
         "demo",
         help="the whole pipeline on the embedded synthetic data",

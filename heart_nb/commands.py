@@ -404,6 +404,33 @@ def _print_patients(args, pred, plan: list, manifest) -> int:
         print(f"wrote {len(pages)} patient page{'s' * (len(pages) != 1)} into {args.report}", file=sys.stderr)
     return 1 if any(r["error"] for r in recs) else 0
 
+# %% ../nbs/08b_commands.ipynb #5e9a0c11
+def _segment(args) -> int:
+    "S1, S2, heart rate and states of each file by the learned segmenter; a bad file is one line, the rest go on."
+    from .audio import load_audio
+    from .segmenter import segment_samples
+
+    cfg, rows = HeartConfig(), []
+    for f in args.files:
+        try:
+            sg = segment_samples(load_audio(f, cfg), cfg.sr)
+        except (HeartError, OSError, ValueError, RuntimeError) as e:
+            print(f"heart-nb segment: {e}", file=sys.stderr)  # the error names the file
+            rows.append({"path": str(f), "s1": [], "s2": [], "heart_rate_bpm": None, "states": [], "error": str(e)})
+            continue
+        hr = round(sg.heart_rate_bpm, 1) if sg.heart_rate_bpm == sg.heart_rate_bpm else None
+        rnd = lambda x: [round(float(v), 3) for v in x]
+        rows.append(
+            {"path": str(f), "s1": rnd(sg.s1), "s2": rnd(sg.s2), "heart_rate_bpm": hr, "states": sg.runs(), "error": ""}
+        )
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        for r in rows:
+            if not r["error"]:
+                print(f"{r['path']}: {r['heart_rate_bpm']} bpm, {len(r['s1'])} S1, {len(r['s2'])} S2")
+    return 1 if any(r["error"] for r in rows) else 0
+
 # %% ../nbs/08b_commands.ipynb #bf0a5d7d
 COMMANDS = {
     "map": _map,
@@ -415,4 +442,5 @@ COMMANDS = {
     "predict": _predict,
     "export": _export,
     "demo": _demo,
+    "segment": _segment,
 }  # each subcommand's function: it takes the parsed arguments and gives the exit status

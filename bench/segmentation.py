@@ -1,0 +1,177 @@
+"""S1/S2 segmentation (#33): the learned segmenter against the envelope detector -> bench/results/segmentation.*
+
+    python bench/segmentation.py --ship     # train on all 643 annotated CirCor recordings -> heart_nb/segmenter.npz
+    python bench/segmentation.py            # CirCor patient-wise 5-fold and the synthetic set, side by side
+    python bench/segmentation.py --bmdhs    # + what the better cycle buys: BMD-HS baseline 5-fold, paired
+
+Protocol: an S1 (S2) counts as found when a detected centre lies within 60 ms of an annotated sound's centre,
+matched one to one (nearest first); only detections inside the annotated span of a recording count; F1 pooled
+over recordings. Heart rate: the annotated S1 centres' mean interval (intervals within 30 % of their median)
+against the detector's own over the same span; "within 5 bpm" is the share of recordings. CirCor: one
+recording per patient, so a split by recording is a split by patient (5 folds, seeded). Synthetic: 98 recordings
+of every class from synth_heart_sound, 3-20 s, 45-180 bpm, noise 0.01-0.08; truth = each sound's centre.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import pandas as pd
+from common import md, write_rows
+
+CIRCOR = Path(__file__).resolve().parents[2] / "shared/data/circor2022"
+TOL = 0.06
+
+
+def circor(cfg):
+    "Every annotated CirCor recording with at least two S1: (name, log-Mel (n_mels, frames), rows)."
+    from heart_nb.audio import load_audio
+    from heart_nb.features import _db_mel
+    from heart_nb.segmenter import read_segmentation
+
+    out = []
+    for f in sorted((CIRCOR / "segmentation").glob("*.tsv")):
+        rows = read_segmentation(f)
+        if (rows[:, 2] == 1).sum() < 2:
+            continue  # no beat annotated: nothing to score
+        out.append((f.stem, _db_mel(load_audio(CIRCOR / "audio" / f"{f.stem}.flac", cfg), cfg).T, rows))
+    return out
+
+
+def match(pred, true) -> tuple[int, int, int]:
+    "True positives, false positives, false negatives of centres `pred` against `true`, one to one within TOL."
+    pairs = sorted((abs(p - t), i, j) for i, p in enumerate(pred) for j, t in enumerate(true) if abs(p - t) <= TOL)
+    used_p, used_t = set(), set()
+    for _, i, j in pairs:
+        if i not in used_p and j not in used_t:
+            used_p.add(i)
+            used_t.add(j)
+    return len(used_p), len(pred) - len(used_p), len(true) - len(used_p)
+
+
+def rate(s1) -> float:
+    from heart_nb.segmenter import _rate
+
+    return _rate(np.sort(np.asarray(s1)), np.nan)
+
+
+def score(s1, s2, rows) -> dict:
+    "Counts and heart rates of detected centres `s1`, `s2` against segmentation `rows`, inside its annotated span."
+    from heart_nb.segmenter import centres
+
+    ann = rows[rows[:, 2] > 0]
+    lo, hi = ann[0, 0], ann[-1, 1]
+    inside = lambda x: np.asarray(x)[(np.asarray(x) >= lo) & (np.asarray(x) <= hi)]
+    out = {}
+    for k, det, st in (("s1", s1, 1), ("s2", s2, 3)):
+        out[k] = match(inside(det), centres(rows, st))
+    out["hr_true"], out["hr"] = rate(centres(rows, 1)), rate(inside(s1))
+    return out
+
+
+def envelope_detector(S, cfg):
+    "The envelope detector's S1/S2 (its own sound times) from log-Mel `S`, the envelope the cycle profile builds."
+    from heart_nb.cycle import ENV_SR, heart_cycle
+    from heart_nb.features import band_centres
+
+    t = np.arange(S.shape[1]) * cfg.hop_length / cfg.sr
+    amp = np.sqrt(np.exp(S[band_centres(cfg) <= 400] * (np.log(10) / 10)).sum(0)) + 1e-8  # 25-400 Hz, per frame
+    te = np.arange(int(t[-1] * ENV_SR) + 1) / ENV_SR
+    hc = heart_cycle(None, cfg.sr, np.exp(np.interp(te, t, np.log(amp))))
+    return hc.s1, hc.s2
+
+
+def summary(rows: list[dict], detector: str, data: str) -> dict:
+    f1 = lambda c: 2 * c[0] / max(1, 2 * c[0] + c[1] + c[2])
+    tot = {k: np.sum([r[k] for r in rows], 0) for k in ("s1", "s2")}
+    err = np.array([abs(r["hr"] - r["hr_true"]) for r in rows])
+    return {
+        "data": data,
+        "detector": detector,
+        "recordings": len(rows),
+        "s1_f1": round(f1(tot["s1"]), 4),
+        "s2_f1": round(f1(tot["s2"]), 4),
+        "hr_within_5bpm": round(float(np.mean(np.nan_to_num(err, nan=99) <= 5)), 4),
+        "hr_median_abs_error_bpm": round(float(np.nanmedian(err)), 2),
+    }
+
+
+def synthetic(n: int = 98, cfg=None):
+    "Synthetic recordings of every class: (name, log-Mel, rows with the true centres as 20 ms S1/S2 segments)."
+    from heart_nb.audio import band_pass
+    from heart_nb.features import _db_mel
+    from heart_nb.synthetic import synth_heart_sound
+
+    out = []
+    for seed in range(n):
+        rng = np.random.default_rng(seed)
+        lab = ["N", "AS", "MR", "AR", "MS", "PS", "TR"][seed % 7]
+        hr = rng.uniform(45, 120) if seed % 3 else rng.uniform(120, 180)
+        dur = float(rng.choice([3.0, 10.0, 20.0]))
+        kw = dict(duration_s=dur, seed=seed, heart_rate=hr, noise=rng.uniform(0.01, 0.08))
+        y, ev = synth_heart_sound(lab, events=True, **kw)
+        c1, c2 = ev["s1"] + 0.05, ev["s2"] + 0.035  # the bursts' centres (100 and 70 ms long)
+        rows = np.array(sorted([[c - 0.01, c + 0.01, 1] for c in c1] + [[c - 0.01, c + 0.01, 3] for c in c2]))
+        rows = np.vstack([[0, 0, 0], rows, [kw["duration_s"]] * 2 + [0]])  # the whole recording is the span
+        rows[0, 2] = rows[-1, 2] = 4  # (span ends)
+        out.append((f"synthetic_{seed}_{lab}", _db_mel(band_pass(y, cfg), cfg).T, rows))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ship", action="store_true", help="train on every annotated recording, write the package's file")
+    ap.add_argument("--bmdhs", action="store_true", help="also the BMD-HS baseline 5-fold, paired (minutes)")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--results", default="bench/results")
+    args = ap.parse_args()
+    from heart_nb.core import HeartConfig
+    from heart_nb.segmenter import SEGMENTER_FILE, fit_segmenter, save_segmenter, segmenter
+
+    cfg, t0 = HeartConfig(), time.time()
+    data = circor(cfg)
+    print(f"{len(data)} annotated CirCor recordings read: {time.time() - t0:.0f} s", flush=True)
+    if args.ship:
+        seg = fit_segmenter([(S, r) for _, S, r in data], cfg)
+        save_segmenter(seg, SEGMENTER_FILE)
+        kib = SEGMENTER_FILE.stat().st_size // 1024
+        print(f"wrote {SEGMENTER_FILE} ({kib} KiB): {seg.info}, {time.time() - t0:.0f} s")
+        return
+    rng = np.random.default_rng(0)
+    folds = np.array_split(rng.permutation(len(data)), args.folds)
+    per = {"learned": [], "envelope": []}
+    for k, te in enumerate(folds):
+        tr = np.setdiff1d(np.arange(len(data)), te)
+        seg = fit_segmenter([data[i][1:] for i in tr], cfg)
+        for i in te:
+            name, S, rows = data[i]
+            sg = seg(S)
+            per["learned"].append({"name": name, "fold": k} | score(sg.s1, sg.s2, rows))
+            per["envelope"].append({"name": name, "fold": k} | score(*envelope_detector(S, cfg), rows))
+        print(f"fold {k + 1}/{args.folds}: {time.time() - t0:.0f} s", flush=True)
+    table = [summary(per[d], d, f"CirCor patient-wise {args.folds}-fold") for d in per]
+    syn = synthetic(cfg=cfg)
+    shipped = segmenter()
+    learned = lambda S: (shipped(S).s1, shipped(S).s2)
+    for d, det in (("learned", learned), ("envelope", lambda S: envelope_detector(S, cfg))):
+        table.append(summary([score(*det(S), rows) for _, S, rows in syn], d, "synthetic (shipped segmenter)"))
+    df = pd.DataFrame(table)
+    print(df.to_string())
+    out = Path(args.results)
+    write_rows(out / "segmentation.json", table, t0, per_recording=per["learned"])
+    (out / "segmentation.md").write_text(
+        "# S1/S2 segmentation: learned segmenter against the envelope detector\n\n"
+        + "F1 within 60 ms of annotated centres (one to one, inside the annotated span), pooled; heart rate within "
+        + "5 bpm: share of recordings. `python bench/segmentation.py`.\n\n"
+        + md(df)
+        + "\n"
+    )
+    print(f"wrote {out / 'segmentation.json'}, segmentation.md")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -342,7 +342,7 @@ def part_nets(man, fs, cfg, work, model, held_out, n_boot, rng, save=None) -> li
         for m, v in point.items():
             lo, hi = np.nanpercentile([b.get(m, np.nan) for b in boot], [2.5, 97.5])
             extra = {"train_seconds": info.get("seconds"), "epochs_at_most": cfg.epochs}
-            rows.append(loso_row(held, f"{model} (naive)", m, v, (lo, hi), len(d), **extra))
+            rows.append(loso_row(held, f"{model} (naive, <= {cfg.epochs} epochs)", m, v, (lo, hi), len(d), **extra))
         print(f"  {held}: {point}", flush=True)
         if save:
             save(rows)

@@ -7,8 +7,11 @@ In one process, after a warm-up, each is timed --repeats times (default 30) and 
           standardisation -> the networks (Keras) and the baseline -> mean probabilities
   onnx    the same with engine="onnx": the networks as one ONNX graph in onnxruntime (RUN_DIR/model.onnx)
   model   the bare Keras calls alone, on the same already standardised windows (each network's model.predict)
-Prints a table, then last one JSON line: keras_ms, onnx_ms, model_ms, onnx_ratio = onnx_ms / keras_ms and
-overhead_ratio = (keras_ms - model_ms) / model_ms. Targets (#12): onnx_ratio <= 0.5, overhead_ratio <= 1.
+  segment the learned S1/S2 segmenter on the recording's samples (heart_nb.segmenter.segment_samples: log-Mel,
+          frame classifier, duration-aware decoding), BLAS limited to one thread: one core
+Prints a table, then last one JSON line: keras_ms, onnx_ms, model_ms, segment_ms, onnx_ratio = onnx_ms / keras_ms
+and overhead_ratio = (keras_ms - model_ms) / model_ms. Targets (#12): onnx_ratio <= 0.5, overhead_ratio <= 1;
+(#33) segment_ms <= 50 for a 20 s recording.
 
 Batch mode, --batch DIR: every audio file under DIR (or the first --limit), in the same process, each engine:
   single  the loop one file at a time: Predictor.predict(path) for each file
@@ -83,12 +86,14 @@ def main():
     ap.add_argument("--limit", type=int, default=None, help="with --batch: the first N files only")
     a = ap.parse_args()
     import numpy as np
+    from threadpoolctl import threadpool_limits
 
     from heart_nb.core import find_bmdhs
     from heart_nb.cycle import read_recording
     from heart_nb.export import export_model
     from heart_nb.features import recording_log_mel
     from heart_nb.prediction import Predictor
+    from heart_nb.segmenter import segment_samples
 
     run = Path(a.run) if a.run else fold_run(Path(a.work), Path("bench/_latency_run"))
     f = Path(a.file) if a.file else find_bmdhs() / "audio" / "MR_002_sit_Mit.wav"
@@ -103,7 +108,11 @@ def main():
         for m, x in zip(nets, Xs):
             m.model.predict(x, batch_size=256, verbose=0)
 
-    jobs = {"keras": lambda: keras_p.predict(f), "onnx": lambda: onnx_p.predict(f), "model": bare}
+    def segment():
+        with threadpool_limits(1):
+            segment_samples(y, keras_p.run.cfg.sr)
+
+    jobs = {"keras": lambda: keras_p.predict(f), "onnx": lambda: onnx_p.predict(f), "model": bare, "segment": segment}
     times = {k: [] for k in jobs}
     for k, fn in jobs.items():
         fn()
@@ -124,13 +133,15 @@ def main():
         ("keras", "keras: predict(path), end to end"),
         ("onnx", "onnx: predict(path, engine='onnx'), end to end"),
         ("model", "model: the bare Keras calls on the same windows"),
+        ("segment", "segment: the learned S1/S2 segmenter, one thread"),
     ):
         print(f"{name:52s} {ms[k]:10.1f} {min(times[k]):7.1f} {max(times[k]):7.1f}")
-    print(f"max |delta p| keras vs onnx: {d:.1e}; targets: onnx_ratio <= 0.5, overhead_ratio <= 1")
+    print(f"max |delta p| keras vs onnx: {d:.1e}; targets: onnx_ratio <= 0.5, overhead_ratio <= 1, segment <= 50 ms")
     figures = {
         "keras_ms": round(ms["keras"], 2),
         "onnx_ms": round(ms["onnx"], 2),
         "model_ms": round(ms["model"], 2),
+        "segment_ms": round(ms["segment"], 2),
         "onnx_ratio": round(ms["onnx"] / ms["keras"], 3),
         "overhead_ratio": round((ms["keras"] - ms["model"]) / ms["model"], 3),
     }

@@ -14,6 +14,7 @@ import numpy as np
 from .audio import prepare_audio, read_mono
 from .core import HeartConfig, HeartError
 from .features import band_centres
+from .segmenter import _autocorr, _cycle_lag, segment_samples, segmenter
 
 # %% auto #0
 __all__ = ['ENV_SR', 'QUALITY', 'envelope', 'HeartCycle', 'heart_cycle', 'cycle_profile', 'Quality', 'assess', 'read_recording']
@@ -33,31 +34,6 @@ def envelope(y: np.ndarray, sr: int) -> np.ndarray:
     smooth = signal.butter(2, 20, "lowpass", fs=sr, output="sos")
     log_a = signal.sosfiltfilt(smooth, np.log(a + 1e-4 * a.max() + 1e-12))
     return np.exp(signal.resample_poly(log_a, ENV_SR, sr) if sr % ENV_SR else log_a[:: sr // ENV_SR])
-
-# %% ../nbs/06c_cycle.ipynb #f79a407a
-def _autocorr(e: np.ndarray) -> np.ndarray:
-    "Normalised autocorrelation of `e` (lags 0..len-1)."
-    e = e - e.mean()
-    f = np.fft.rfft(e, 2 * len(e))
-    ac = np.fft.irfft(f * np.conj(f))[: len(e)]
-    return ac / (ac[0] + 1e-12)
-
-
-def _cycle_lag(ac: np.ndarray, lo: int, hi: int) -> int:
-    "The cycle's lag: the shortest autocorrelation peak in [lo, hi) nearly as high as the highest, echoed at twice it."
-    from scipy import signal
-
-    pk = lo + signal.find_peaks(ac[lo:hi])[0]
-    if not len(pk):
-        return lo + int(np.argmax(ac[lo:hi]))
-    top = ac[pk].max()
-    for p in pk:  # shortest first: a multiple of the cycle is never shorter
-        if ac[p] < 0.7 * top:
-            continue
-        if 2 * p < len(ac) - 2 and ac[2 * p - 2 : 2 * p + 3].max() < 0.5 * ac[p]:
-            continue  # S1 -> S2, not a cycle
-        return int(p)
-    return int(pk[np.argmax(ac[pk])])
 
 # %% ../nbs/06c_cycle.ipynb #452c3834
 @dataclass
@@ -89,14 +65,18 @@ class HeartCycle:
         return out
 
 # %% ../nbs/06c_cycle.ipynb #116150f5
-def heart_cycle(y: np.ndarray | None, sr: int, env: np.ndarray | None = None) -> HeartCycle:
-    "S1/S2 of samples `y` at `sr` (`env`: their `envelope`, if at hand; `y` may then be None), heart rate, periodicity."
+def _paired(s1: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "Each S1 with the first S2 after it and before the next S1; an S1 without one, or an S2 without an S1, dropped."
+    nxt = np.r_[s1[1:], np.inf]
+    j = np.searchsorted(s2, s1, side="right")
+    ok = (j < len(s2)) & (s2[np.minimum(j, len(s2) - 1)] < nxt) if len(s2) else np.zeros(len(s1), bool)
+    return s1[ok], s2[j[ok]]
+
+
+def _envelope_cycle(e: np.ndarray, dur: float) -> HeartCycle:
+    "The envelope rule's S1/S2 peaks, heart rate and periodicity from envelope `e` (at ENV_SR) alone."
     from scipy import signal
 
-    if y is None and env is None:
-        raise HeartError("heart_cycle needs samples `y` or their envelope `env`")
-    dur = len(y) / sr if y is not None else len(env) / ENV_SR
-    e = envelope(y, sr) if env is None else env
     rise = np.maximum(np.gradient(np.log(e)), 0)  # onset strength
     e = (e - e.mean()) / (e.std() + 1e-12)
     ac = _autocorr(e)
@@ -119,6 +99,20 @@ def heart_cycle(y: np.ndarray | None, sr: int, env: np.ndarray | None = None) ->
         s2.append((j + int(np.argmax(e[j : j + int(0.06 * ENV_SR)]))) / ENV_SR)  # at its peak (not a murmur's)
     return HeartCycle(np.array(s1), np.array(s2), 60 * ENV_SR / L, float(ac[L]), dur)
 
+
+def heart_cycle(y: np.ndarray | None, sr: int, env: np.ndarray | None = None) -> HeartCycle:
+    "S1/S2 of samples `y` at `sr` by the learned segmenter (`env`: their envelope, if at hand); `y` None: `env` alone."
+    if y is None and env is None:
+        raise HeartError("heart_cycle needs samples `y` or their envelope `env`")
+    if y is None:
+        return _envelope_cycle(env, len(env) / ENV_SR)
+    sg = segment_samples(y, sr)
+    e = envelope(y, sr) if env is None else env
+    ac = _autocorr((e - e.mean()) / (e.std() + 1e-12))  # the envelope's own rhythm, as the gate has always read it
+    lo, hi = int(60 / 220 * ENV_SR), min(int(2.0 * ENV_SR), int(0.75 * len(ac)))
+    periodicity = float(ac[_cycle_lag(ac, lo, hi)]) if hi > lo + 2 else 0.0
+    return HeartCycle(*_paired(sg.s1, sg.s2), sg.heart_rate_bpm, periodicity, len(y) / sr)
+
 # %% ../nbs/06c_cycle.ipynb #c7c1e002
 def cycle_profile(
     S: np.ndarray,
@@ -132,9 +126,13 @@ def cycle_profile(
     from scipy.interpolate import interp1d
 
     t = np.arange(S.shape[1]) * cfg.hop_length / cfg.sr
-    amp = np.sqrt(np.exp(S[band_centres(cfg) <= 400] * (np.log(10) / 10)).sum(0)) + 1e-8  # 25-400 Hz, per frame
-    te = np.arange(int(t[-1] * ENV_SR) + 1) / ENV_SR
-    hc = heart_cycle(None, cfg.sr, np.exp(np.interp(te, t, np.log(amp))))
+    if segmenter().fits(cfg):  # the learned segmenter reads these very frames
+        sg = segmenter()(S)
+        hc = HeartCycle(*_paired(sg.s1, sg.s2), sg.heart_rate_bpm, sg.periodicity, t[-1])
+    else:  # frames of another configuration: the envelope rule on their 25-400 Hz amplitude
+        amp = np.sqrt(np.exp(S[band_centres(cfg) <= 400] * (np.log(10) / 10)).sum(0)) + 1e-8
+        te = np.arange(int(t[-1] * ENV_SR) + 1) / ENV_SR
+        hc = heart_cycle(None, cfg.sr, np.exp(np.interp(te, t, np.log(amp))))
     G = np.stack([g.mean(0) for g in np.array_split(S, n_groups)])  # (n_groups, frames)
     beats = [(a, b, c) for a, b, c in zip(hc.s1[:-1], hc.s2[:-1], hc.s1[1:]) if a < b < c and c - a <= max_beat_s]
     if beats:

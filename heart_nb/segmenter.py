@@ -210,11 +210,12 @@ def _rate(s1: np.ndarray, fallback: float) -> float:
     if len(s1) < 2:
         return float(fallback)
     d = np.diff(s1)
-    return float(60 / d[np.abs(d - np.median(d)) < 0.3 * np.median(d)].mean())
+    near = d[np.abs(d - np.median(d)) < 0.3 * np.median(d)]
+    return float(60 / (near.mean() if len(near) else np.median(d)))
 
 # %% ../nbs/06bb_segmenter.ipynb #181ba6ff
 def fit_segmenter(
-    items: list, cfg: HeartConfig = HeartConfig(), hidden: int = 64, max_frames: int = 150_000, seed: int = 0
+    items: list, cfg: HeartConfig = HeartConfig(), hidden: int = 64, max_frames: int = 400_000, seed: int = 0
 ) -> Segmenter:
     "A Segmenter learned from `items`, each (log-Mel S (n_mels, frames), segmentation rows); frames subsampled."
     from sklearn.neural_network import MLPClassifier

@@ -137,7 +137,7 @@ class Baseline:
         with atomic_path(d / "baseline.npz") as t:
             np.savez(t, mean=self.mean, scale=self.scale, coef=self.coef, intercept=self.intercept, seen=self.seen)
         meta = {
-            "format": "heart_nb baseline 1",
+            "format": "heart_nb baseline 2",  # 2: the cycle profile reads the learned S1/S2 segmenter
             "task": self.task,
             "k": self.k,
             "layout": summary_layout(self.cfg),
@@ -155,7 +155,12 @@ class Baseline:
             meta = json.loads(j.read_text())
         except (OSError, ValueError) as e:
             raise HeartError(f"{j}: unreadable ({type(e).__name__})") from None
-        if not isinstance(meta, dict) or meta.get("format") != "heart_nb baseline 1":
+        if isinstance(meta, dict) and meta.get("format") == "heart_nb baseline 1":
+            raise HeartError(
+                f"{j}: trained on summaries whose heart cycle came from the envelope rule (heart_nb baseline 1); "
+                "this heart_nb reads the learned S1/S2 segmenter's: train the run again (heart-nb train)"
+            )
+        if not isinstance(meta, dict) or meta.get("format") != "heart_nb baseline 2":
             raise HeartError(f"{j}: not a heart_nb baseline description")
         bl = cls(meta["task"], HeartConfig.from_json(json.dumps(meta["config"])))
         try:

@@ -77,7 +77,7 @@ def save_familiarity(fam: Familiarity, d: str | Path) -> None:
     with atomic_path(d / "familiarity.npz") as t:
         arrays = {k: getattr(fam, k) for k in ("mean", "scale", "components", "variance", "reference")}
         np.savez(t, **arrays)
-    meta = {"format": "heart_nb familiarity 1", "k": int(len(fam.variance)), "quantile": fam.quantile}
+    meta = {"format": "heart_nb familiarity 2", "k": int(len(fam.variance)), "quantile": fam.quantile}
     meta |= {"threshold": fam.threshold, "site_threshold": fam.site_threshold, "reference": int(len(fam.reference))}
     atomic_write_text(d / "familiarity.json", json.dumps(meta, indent=1))
 
@@ -92,7 +92,7 @@ def load_familiarity(d: str | Path) -> Familiarity | None:
         return None
     try:
         meta = json.loads(j.read_text())
-        assert isinstance(meta, dict) and meta.get("format") == "heart_nb familiarity 1"
+        assert isinstance(meta, dict) and meta.get("format") in ("heart_nb familiarity 1", "heart_nb familiarity 2")
         fam = Familiarity(int(meta["k"]), float(meta["quantile"]))
         fam.site_threshold = float(meta.get("site_threshold", 0.0))
         with np.load(f, allow_pickle=False) as z:
@@ -100,6 +100,11 @@ def load_familiarity(d: str | Path) -> Familiarity | None:
                 setattr(fam, k, z[k].astype(np.float64))
     except (OSError, ValueError, KeyError, AssertionError, zipfile.BadZipFile):
         raise HeartError(f"{d}: unreadable familiarity.npz / familiarity.json (damaged, or not heart_nb's)") from None
+    if meta["format"] == "heart_nb familiarity 1":
+        raise HeartError(
+            f"{j}: fitted on summaries whose heart cycle came from the envelope rule (heart_nb familiarity 1); "
+            "this heart_nb reads the learned S1/S2 segmenter's: train the run again (heart-nb train)"
+        )
     n = len(fam.mean)
     if fam.components.shape != (len(fam.variance), n) or fam.scale.shape != (n,) or not len(fam.reference):
         raise HeartError(f"{f}: arrays of inconsistent shapes")

@@ -217,9 +217,7 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
             man[c] = np.nan
     bad = man[~(man[list(TARGETS)].isin([0, 1]) | man[list(TARGETS)].isna()).all(axis=1)]
     if len(bad):
-        raise HeartError(
-            f"{path}: row {bad.index[0] + 2}: class and murmur columns must be 0, 1 or empty (unknown)"
-        )
+        raise HeartError(f"{path}: row {bad.index[0] + 2}: class and murmur columns must be 0, 1 or empty (unknown)")
     man["source"] = man["source"].fillna("").astype(str) if "source" in man.columns else ""
     if "recording_id" not in man.columns:
         man["recording_id"] = [Path(p).stem for p in man.path]

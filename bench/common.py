@@ -84,3 +84,15 @@ def three_sources(work):
         if not (work / f"{name}.csv").exists():
             map_dataset(args[0], args[1], work / f"{name}.csv", args[2])
     return combine_manifests([read_manifest(work / f"{n}.csv") for n in spec]).reset_index(drop=True)
+
+
+def fold_lesion_macro(r, pick: dict | None = None) -> float:
+    "Patient lesion macro-AUROC of cross-validation result `r`, mean over folds; `pick`: per fold, rows resampled."
+    from heart_nb.metrics import metric_table
+
+    d, Y, P = r.level("patient")
+    vals = []
+    for k, idx in d.groupby("fold").indices.items():
+        i = idx if pick is None else idx[pick[k]]
+        vals.append(metric_table(Y[i], P[i], r.classes, r.task)["lesion_macro_auroc"])
+    return float(np.nanmean(vals))

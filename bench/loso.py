@@ -37,7 +37,7 @@ import os
 import time
 from pathlib import Path
 
-from common import write_rows
+from common import fold_lesion_macro, write_rows
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
@@ -234,7 +234,7 @@ def part_loso(man, F, C, cfg, levers, n_boot, rng) -> list[dict]:
 def part_five(man, fs, cfg, work, n_boot, rng) -> list[dict]:
     "BMD-HS 5-fold alone and with every other source in training; CirCor 5-fold (the baseline)."
     from heart_nb.crossval import cross_validate
-    from heart_nb.metrics import auroc, metric_table
+    from heart_nb.metrics import auroc
 
     bm, rest = man[man.source == "bmd-hs"], man[man.source != "bmd-hs"]
     res = {
@@ -244,20 +244,12 @@ def part_five(man, fs, cfg, work, n_boot, rng) -> list[dict]:
         ),
     }
 
-    def les(r, pick=None):
-        d, Y, P = r.level("patient")
-        vals = []
-        for k, idx in d.groupby("fold").indices.items():
-            i = idx if pick is None else idx[pick[k]]
-            vals.append(metric_table(Y[i], P[i], r.classes, r.task)["lesion_macro_auroc"])
-        return float(np.nanmean(vals))
-
     base = res["alone"].level("patient")[0]
     sizes = {k: len(i) for k, i in base.groupby("fold").indices.items()}
     draws = [{k: rng.integers(0, n, n) for k, n in sizes.items()} for _ in range(n_boot)]
     rows = []
     for tag, r in res.items():
-        lo, hi = np.percentile([les(r, p) for p in draws], [2.5, 97.5])
+        lo, hi = np.percentile([fold_lesion_macro(r, p) for p in draws], [2.5, 97.5])
         rows.append(
             {
                 "protocol": "BMD-HS patient-wise 5-fold, patient level",
@@ -265,12 +257,12 @@ def part_five(man, fs, cfg, work, n_boot, rng) -> list[dict]:
                 "train_sources": "bmd-hs" if tag == "alone" else "bmd-hs + every other source",
                 "model": "baseline (naive)",
                 "metric": "lesion_macro_auroc",
-                "value": round(les(r), 4),
+                "value": round(fold_lesion_macro(r), 4),
                 "ci_low": round(float(lo), 4),
                 "ci_high": round(float(hi), 4),
             }
         )
-    diff = [les(res["with_all"], p) - les(res["alone"], p) for p in draws]
+    diff = [fold_lesion_macro(res["with_all"], p) - fold_lesion_macro(res["alone"], p) for p in draws]
     lo, hi = np.percentile(diff, [2.5, 97.5])
     rows.append(
         {
@@ -279,7 +271,7 @@ def part_five(man, fs, cfg, work, n_boot, rng) -> list[dict]:
             "train_sources": "with every other source minus alone",
             "model": "baseline (naive)",
             "metric": "lesion_macro_auroc_diff",
-            "value": round(les(res["with_all"]) - les(res["alone"]), 4),
+            "value": round(fold_lesion_macro(res["with_all"]) - fold_lesion_macro(res["alone"]), 4),
             "ci_low": round(float(lo), 4),
             "ci_high": round(float(hi), 4),
             "target": ">= -0.01",

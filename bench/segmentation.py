@@ -31,7 +31,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pandas as pd
-from common import md, write_rows
+from common import fold_lesion_macro, md, write_rows
 
 CIRCOR = Path(__file__).resolve().parents[2] / "shared/data/circor2022"
 TOL = 0.06
@@ -162,7 +162,6 @@ def bmdhs_paired(cfg, work: Path, n_boot: int = 500) -> list[dict]:
     from heart_nb.core import find_bmdhs
     from heart_nb.crossval import cross_validate
     from heart_nb.mapping import map_dataset
-    from heart_nb.metrics import metric_table
 
     data = find_bmdhs()
     work.mkdir(parents=True, exist_ok=True)
@@ -177,23 +176,17 @@ def bmdhs_paired(cfg, work: Path, n_boot: int = 500) -> list[dict]:
     cyc.segmenter = learned
     rng = np.random.default_rng(0)
 
-    def les(r, pick=None):
-        d, Y, P = r.level("patient")
-        vals = []
-        for k, idx in d.groupby("fold").indices.items():
-            i = idx if pick is None else idx[pick[k]]
-            vals.append(metric_table(Y[i], P[i], r.classes, r.task)["lesion_macro_auroc"])
-        return float(np.nanmean(vals))
-
     sizes = {k: len(i) for k, i in res["learned"].level("patient")[0].groupby("fold").indices.items()}
     draws = [{k: rng.integers(0, n, n) for k, n in sizes.items()} for _ in range(n_boot)]
     rows = []
     for arm, r in res.items():
-        lo, hi = np.percentile([les(r, p) for p in draws], [2.5, 97.5])
-        rows.append({"cycle": arm, "metric": "lesion_macro_auroc", "value": round(les(r), 4), "ci": [lo, hi]})
-    diff = [les(res["learned"], p) - les(res["envelope"], p) for p in draws]
+        lo, hi = np.percentile([fold_lesion_macro(r, p) for p in draws], [2.5, 97.5])
+        rows.append(
+            {"cycle": arm, "metric": "lesion_macro_auroc", "value": round(fold_lesion_macro(r), 4), "ci": [lo, hi]}
+        )
+    diff = [fold_lesion_macro(res["learned"], p) - fold_lesion_macro(res["envelope"], p) for p in draws]
     lo, hi = np.percentile(diff, [2.5, 97.5])
-    point = les(res["learned"]) - les(res["envelope"])
+    point = fold_lesion_macro(res["learned"]) - fold_lesion_macro(res["envelope"])
     rows.append(
         {"cycle": "learned - envelope", "metric": "lesion_macro_auroc_diff", "value": round(point, 4), "ci": [lo, hi]}
     )

@@ -159,13 +159,14 @@ class Segmenter:
     mel: dict  # the HeartConfig fields of the log-Mel it learned from
     info: str = ""
 
-    @property
+    @functools.cached_property
     def cfg(self) -> HeartConfig:
+        "The HeartConfig of the log-Mel frames it learned from (built once)."
         return HeartConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.mel.items()})
 
     def fits(self, cfg: HeartConfig) -> bool:
         "Whether `cfg`'s log-Mel frames are the ones this segmenter learned from."
-        return all(getattr(cfg, k) == self.cfg.__getattribute__(k) for k in self.mel)
+        return all(getattr(cfg, k) == getattr(self.cfg, k) for k in self.mel)
 
     def posteriors(self, S: np.ndarray) -> np.ndarray:
         "State probabilities (frames, 4) of log-Mel `S` (n_mels, frames)."

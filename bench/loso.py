@@ -21,6 +21,9 @@ for all recordings. Levers (baseline):
                      held-out source by its own statistics: a folder of unlabelled recordings from one stethoscope)
     subset_ensemble  the mean of three models, each trained without one of the datasets (BMD-HS, PhysioNet, CirCor)
     source_stats+without_circor  both
+    style_mix        the augmented copies with cfg.aug_style_mix = 0.5: each window may take the band means and
+                     spreads of a recording from another source (MixStyle on the log-Mel); the styles never come from
+                     the held-out source's dataset (one set of copies per dataset held out)
 
 Five-fold protocols (--part five): BMD-HS patient-wise 5-fold (the folds of bench/accuracy.py) alone and with every
 other source in every training fold (lesion macro-AUROC, patient level, paired difference); CirCor patient-wise
@@ -49,7 +52,7 @@ GROUP = {"bmd-hs": "murmur/valve", "circor2022": "murmur/valve"} | {
     for d, g in zip("abcdef", ["murmur/valve", "coronary", "murmur/valve", "unspecified", "coronary", "unspecified"])
 }
 DATASET = lambda s: s.split("/")[0]
-LEVERS = ("naive", "without_circor", "source_stats", "subset_ensemble", "source_stats+without_circor")
+LEVERS = ("naive", "without_circor", "source_stats", "subset_ensemble", "source_stats+without_circor", "style_mix")
 TARGET = {
     ("circor2022", "murmur_auroc"): ">= 0.85",
     ("physionet2016/a", "murmur_auroc"): ">= 0.85",
@@ -81,6 +84,25 @@ def load(work: Path, cfg):
             C[k, ok] = np.stack([summarise_windows(w, cfg) for w in aug])
         np.savez(f, F=F, C=C)
     return man, fs, F, C
+
+
+def style_copies(work: Path, man, fs, F, cfg, without: str) -> np.ndarray:
+    """The augmented copies' summaries with cross-source style mixing, for every recording outside dataset `without`
+    (NaN for the rest), their styles drawn from those recordings only; computed once, kept in `work`."""
+    from heart_nb.baseline import augmented_copies, summarise_windows
+
+    f = work / f"style_copies_{without}_{cfg.baseline_copies}.npz"
+    if f.exists():
+        with np.load(f, allow_pickle=False) as z:
+            return z["C"]
+    t0 = time.time()
+    rows = np.flatnonzero(np.isfinite(F).all(1) & (np.array([DATASET(s) for s in man.source]) != without))
+    C = np.full((cfg.baseline_copies, *F.shape), np.nan, np.float32)
+    for k, aug in enumerate(augmented_copies(fs, rows, cfg.replace(aug_style_mix=0.5), seed=0)):
+        C[k, rows] = np.stack([summarise_windows(w, cfg) for w in aug])
+    np.savez(f, C=C)
+    print(f"  style-mixed copies without {without}: {time.time() - t0:.0f} s", flush=True)
+    return C
 
 
 def fit(F, C, Y, rows, cfg, src=None):
@@ -171,7 +193,7 @@ def loso_row(held: str, model: str, metric: str, value: float, ci, patients: int
     } | extra
 
 
-def part_loso(man, F, C, cfg, levers, n_boot, rng) -> list[dict]:
+def part_loso(man, fs, F, C, cfg, work, levers, n_boot, rng) -> list[dict]:
     "Every held-out source under every lever: rows with paired CIs against naive pooling."
     from heart_nb.splits import present_classes, target_matrix
 
@@ -189,6 +211,8 @@ def part_loso(man, F, C, cfg, levers, n_boot, rng) -> list[dict]:
                     continue
                 train &= src != "circor2022"
             X, XC = (Fs, Cs) if lever.startswith("source_stats") else (F, C)
+            if lever == "style_mix":
+                XC = style_copies(work, man, fs, F, cfg, DATASET(held))
             subsets = [train]
             if lever == "subset_ensemble":
                 subsets = [
@@ -348,6 +372,7 @@ def main():
     ap.add_argument("--held-out", default="bmd-hs,physionet2016/a,physionet2016/c,circor2022", help="--part nets")
     ap.add_argument("--epochs", type=int, default=0, help="--part nets: at most this many epochs (0: the recipe's)")
     ap.add_argument("--levers", default=",".join(LEVERS))
+    ap.add_argument("--tag", default="", help="--part loso: sources_loso_loso_TAG.json, no naive rows")
     ap.add_argument("--work", default="bench/_loso")
     ap.add_argument("--boot", type=int, default=500)
     ap.add_argument("--results", default="bench/results")
@@ -368,10 +393,11 @@ def main():
     )
     rng = np.random.default_rng(0)
     if args.part == "loso":
-        rows = part_loso(man, F, C, cfg, args.levers.split(","), args.boot, rng)
+        rows = part_loso(man, fs, F, C, cfg, work, args.levers.split(","), args.boot, rng)
+        rows = [r for r in rows if not args.tag or r["model"] != "baseline (naive)"]  # naive: in the untagged file
     elif args.part == "five":
         rows = part_five(man, fs, cfg, work, args.boot, rng)
-    tag = f"nets_{args.model.replace('+', '_')}" if args.part == "nets" else args.part
+    tag = f"nets_{args.model.replace('+', '_')}" if args.part == "nets" else args.part + (args.tag and f"_{args.tag}")
     out = Path(args.results) / f"sources_loso_{tag}.json"
     if args.part == "nets":
         save = lambda rows: write_rows(out, rows, t0)

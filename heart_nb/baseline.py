@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .batches import augment_windows
+from .batches import augment_windows, band_styles
 from .core import HeartConfig, HeartError, atomic_path, atomic_write_text
 from .cycle import cycle_profile
 from .features import FeatureSet, recording_frames
@@ -184,10 +184,17 @@ class Baseline:
 def augmented_copies(fs: FeatureSet, rows: np.ndarray, cfg: HeartConfig, seed: int = 0):
     "`cfg.baseline_copies` augmented versions of the windows of manifest rows `rows` (positions): a list per copy."
     acfg = cfg.replace(aug_crop_s=cfg.baseline_crop_s)  # crops of a few seconds, repeated to a window
+    # cfg.aug_style_mix > 0: each recording may take the band styles of another source's recordings (of `rows`)
     rng = np.random.default_rng([cfg.seed, seed])
     W, at = fs.windows(), pd.Series(np.arange(len(fs.row))).groupby(fs.row).indices
+    pool = {}
+    if cfg.aug_style_mix > 0 and cfg.baseline_copies:
+        S = np.stack([band_styles(W[at[r]]).mean(axis=0) for r in rows])
+        src = fs.manifest.source.to_numpy()[rows] if "source" in fs.manifest else np.zeros(len(rows))
+        pool = {s: S[src != s] if (src != s).any() else S for s in np.unique(src)}
+        pool = {r: pool[s] for r, s in zip(rows, src)}
     for _ in range(cfg.baseline_copies):
-        yield [augment_windows(W[at[r]], rng, acfg) for r in rows]
+        yield [augment_windows(W[at[r]], rng, acfg, pool.get(r)) for r in rows]
 
 # %% ../nbs/04d_baseline.ipynb #b5a1e0a2
 def fit_baseline(

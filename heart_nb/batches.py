@@ -13,7 +13,14 @@ from .core import HeartConfig
 from .features import Standardiser, band_centres
 
 # %% auto #0
-__all__ = ['augment_windows', 'training_windows', 'validation_windows']
+__all__ = ['band_styles', 'augment_windows', 'training_windows', 'validation_windows']
+
+# %% ../nbs/04c_batches.ipynb #695e94b0
+def band_styles(X: np.ndarray) -> np.ndarray:
+    "Each window's style: the mean and the spread of each Mel band over its frames, dB, shape (n, n_mels, 2)."
+    X = np.asarray(X, dtype=np.float32)
+    return np.stack([X.mean(axis=2), X.std(axis=2)], axis=-1)
+
 
 # %% ../nbs/04c_batches.ipynb #5281d9f5
 _DB = np.float32(10 / math.log(10))  # dB = _DB · ln(power)
@@ -50,13 +57,28 @@ def _device(X: np.ndarray, rng: np.random.Generator, cfg: HeartConfig) -> np.nda
     return X + (np.clip(tilt + peak, -6, 6) + limit).astype(np.float32)[:, :, None]
 
 
-def augment_windows(X: np.ndarray, rng: np.random.Generator, cfg: HeartConfig = HeartConfig()) -> np.ndarray:
+def _style_mix(X: np.ndarray, styles: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    "Windows `X` whose band means and spreads move towards a random row of `styles` by a Beta(0.1, 0.1) share."
+    own = band_styles(X)
+    other = styles[rng.integers(0, len(styles), len(X))]
+    lam = rng.beta(0.1, 0.1, (len(X), 1, 1)).astype(np.float32)
+    mix = lam * own + (1 - lam) * other
+    return (X - own[..., :1]) / (own[..., 1:] + 1e-3) * mix[..., 1:] + mix[..., :1]
+
+
+def augment_windows(
+    X: np.ndarray, rng: np.random.Generator, cfg: HeartConfig = HeartConfig(), styles: np.ndarray | None = None
+) -> np.ndarray:
     "A randomly augmented copy of log-Mel windows `X` (n, n_mels, n_frames) in dB."
+    # styles: band_styles rows to mix in when cfg.aug_style_mix > 0 (None: the other windows of X, as MixStyle)
     X = np.array(X, dtype=np.float32, copy=True)
     n, nm, nf = X.shape
     if cfg.augment <= 0:
         return X
     pick = lambda: np.flatnonzero(rng.random(n) < cfg.augment)
+    if cfg.aug_style_mix > 0:  # another recording chain's band levels and spreads
+        i = np.flatnonzero(rng.random(n) < cfg.aug_style_mix)
+        X[i] = _style_mix(X[i], band_styles(X) if styles is None else np.asarray(styles, np.float32), rng)
     if cfg.aug_crop_s > 0:  # a short clip, repeated
         i = pick()
         length = rng.integers(min(nf, int(cfg.aug_crop_s * cfg.sr / cfg.hop_length)), nf + 1, len(i))

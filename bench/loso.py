@@ -32,6 +32,7 @@ other source in every training fold (lesion macro-AUROC, patient level, paired d
     python bench/loso.py --part loso            # minutes per lever on 2 cores
     python bench/loso.py --part five
     nohup python bench/loso.py --part nets > bench/results/loso_nets.log 2>&1 &    # hours: the shipped pair
+    python bench/loso.py --part nets --epochs 12 --held-out circor2022 --adversarial 0.5   # the lever, paired
 """
 
 import argparse
@@ -328,37 +329,63 @@ def part_five(man, fs, cfg, work, n_boot, rng) -> list[dict]:
     return rows
 
 
+def nets_folder(work: Path, model: str, cfg, held: str) -> Path:
+    "The run folder of `model` trained without source `held` (the adversarial weight in its name when set)."
+    adv = f"_adv{cfg.adversarial:g}" if cfg.adversarial else ""
+    return work / f"nets_{model.replace('+', '_')}_e{cfg.epochs}{adv}_without_{held.replace('/', '_')}"
+
+
+def nets_table(man, fs, out: Path, held: str) -> tuple[pd.DataFrame, list]:
+    "The patient table of the held-out source `held` under the run in `out`, and the run's classes."
+    from heart_nb.metrics import aggregate
+    from heart_nb.runs import load_run
+
+    run = load_run(out)
+    test = man.source.to_numpy() == held
+    sub = fs.select(man[test])
+    recs, P = aggregate(run.probabilities(sub.X, sub.row), sub.row)
+    Pf = np.full((len(man), len(run.classes)), np.nan)
+    Pf[np.flatnonzero(test)[recs]] = P
+    return patient_scores(man, Pf, run.classes, test & np.isfinite(Pf).all(1)), run.classes
+
+
 def part_nets(man, fs, cfg, work, model, held_out, n_boot, rng, save=None) -> list[dict]:
     """The shipped recipe (`train`: baseline + CNN, masked loss, source balance, thresholds on validation) on the
     other seven sources, for each murmur/valve source held out; each run folder is reused when finished, and the rows
-    so far are handed to `save` after each source (a long run killed keeps what it finished)."""
-    from heart_nb.metrics import aggregate
-    from heart_nb.runs import load_run
+    so far are handed to `save` after each source (a long run killed keeps what it finished). With
+    cfg.adversarial > 0 (the lever), each row also carries its paired difference to the naive run of the same
+    schedule when that run's folder is there."""
     from heart_nb.training import train
 
     rows = []
+    lever = f"adversarial {cfg.adversarial:g}" if cfg.adversarial else "naive"
     for held in held_out:
-        out = work / f"nets_{model.replace('+', '_')}_e{cfg.epochs}_without_{held.replace('/', '_')}"
+        out = nets_folder(work, model, cfg, held)
         if not (out / "run.json").exists():
             tr = man[man.source != held].reset_index(drop=True)
             t0 = time.time()
             train(tr, out, cfg, model, features=fs.select(tr), verbose=2, overwrite=False)
             print(f"  trained {out.name} in {time.time() - t0:.0f} s", flush=True)
-        run = load_run(out)
-        test = man.source.to_numpy() == held
-        sub = fs.select(man[test])
-        recs, P = aggregate(run.probabilities(sub.X, sub.row), sub.row)
-        Pf = np.full((len(man), len(run.classes)), np.nan)
-        Pf[np.flatnonzero(test)[recs]] = P
-        d = patient_scores(man, Pf, run.classes, test & np.isfinite(Pf).all(1))
-        point = metrics(d, held, run.classes)
+        d, classes = nets_table(man, fs, out, held)
+        point = metrics(d, held, classes)
         draws = [rng.integers(0, len(d), len(d)) for _ in range(n_boot)]
         boot = [metrics(d.iloc[b], held, []) for b in draws]
+        naive = nets_folder(work, model, cfg.replace(adversarial=0.0), held)
+        d0 = nets_table(man, fs, naive, held)[0] if lever != "naive" and (naive / "run.json").exists() else None
+        base = [metrics(d0.iloc[b], held, []) for b in draws] if d0 is not None else None
         info = json.loads((out / "run.json").read_text())
         for m, v in point.items():
             lo, hi = np.nanpercentile([b.get(m, np.nan) for b in boot], [2.5, 97.5])
             extra = {"train_seconds": info.get("seconds"), "epochs_at_most": cfg.epochs}
-            rows.append(loso_row(held, f"{model} (naive, <= {cfg.epochs} epochs)", m, v, (lo, hi), len(d), **extra))
+            if base is not None:
+                diff = [b.get(m, np.nan) - a.get(m, np.nan) for b, a in zip(boot, base)]
+                dlo, dhi = np.nanpercentile(diff, [2.5, 97.5])
+                extra |= {
+                    "diff_vs_naive": round(float(v - metrics(d0, held, [])[m]), 4),
+                    "diff_ci_low": round(float(dlo), 4),
+                    "diff_ci_high": round(float(dhi), 4),
+                }
+            rows.append(loso_row(held, f"{model} ({lever}, <= {cfg.epochs} epochs)", m, v, (lo, hi), len(d), **extra))
         print(f"  {held}: {point}", flush=True)
         if save:
             save(rows)
@@ -371,6 +398,7 @@ def main():
     ap.add_argument("--model", default="baseline+cnn", help="--part nets: the members to train (the shipped pair)")
     ap.add_argument("--held-out", default="bmd-hs,physionet2016/a,physionet2016/c,circor2022", help="--part nets")
     ap.add_argument("--epochs", type=int, default=0, help="--part nets: at most this many epochs (0: the recipe's)")
+    ap.add_argument("--adversarial", type=float, default=0.0, help="--part nets: the source-adversarial head's weight")
     ap.add_argument("--levers", default=",".join(LEVERS))
     ap.add_argument("--tag", default="", help="--part loso: sources_loso_loso_TAG.json, no naive rows")
     ap.add_argument("--work", default="bench/_loso")
@@ -385,6 +413,7 @@ def main():
     if args.epochs:  # a shorter schedule: the cosine reaches its floor at the last epoch, patience scaled with it
         short = dict(epochs=args.epochs, decay_epochs=args.epochs, warmup_epochs=1, patience=max(2, args.epochs // 3))
         cfg = cfg.replace(**short)
+    cfg = cfg.replace(adversarial=args.adversarial)
     t0 = time.time()
     man, fs, F, C = load(work, cfg)
     print(
@@ -397,7 +426,9 @@ def main():
         rows = [r for r in rows if not args.tag or r["model"] != "baseline (naive)"]  # naive: in the untagged file
     elif args.part == "five":
         rows = part_five(man, fs, cfg, work, args.boot, rng)
-    tag = f"nets_{args.model.replace('+', '_')}" if args.part == "nets" else args.part + (args.tag and f"_{args.tag}")
+    tag = args.part + (args.tag and f"_{args.tag}")
+    if args.part == "nets":
+        tag = f"nets_{args.model.replace('+', '_')}" + (f"_adv{args.adversarial:g}" if args.adversarial else "")
     out = Path(args.results) / f"sources_loso_{tag}.json"
     if args.part == "nets":
         save = lambda rows: write_rows(out, rows, t0)

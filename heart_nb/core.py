@@ -96,6 +96,7 @@ class HeartConfig:
     aug_reverse: bool = False  # time reversal
     aug_crop_s: float = 0.0  # > 0: crops of aug_crop_s..window_s seconds, repeated to fill the window
     aug_style_mix: float = 0.0  # probability that a window takes another recording's band means and spreads
+    adversarial: float = 0.0  # > 0: a source classifier behind a gradient reversal of this weight (several sources)
     normalise: str = "window"  # before the standardiser: 'window' (band means out), 'pcen', 'global' (none)
     baseline_copies: int = 2  # the baseline also trains on this many augmented copies of each recording
     baseline_crop_s: float = 1.5  # ... whose windows are cropped to baseline_crop_s..window_s (aug_crop_s)
@@ -153,6 +154,7 @@ class HeartConfig:
         need(0 < self.min_lr_frac <= 1, f"min_lr_frac must be in (0, 1], got {self.min_lr_frac}")
         need(0 <= self.aug_crop_s <= self.window_s, f"aug_crop_s must be in [0, window_s], got {self.aug_crop_s}")
         need(0 <= self.aug_style_mix <= 1, f"aug_style_mix must be a probability in [0, 1], got {self.aug_style_mix}")
+        need(self.adversarial >= 0, f"adversarial must be >= 0, got {self.adversarial}")
         need(self.baseline_copies >= 0, f"baseline_copies must be >= 0, got {self.baseline_copies}")
         need(
             0 <= self.baseline_crop_s <= self.window_s,

@@ -13,7 +13,7 @@ from .core import HeartConfig, HeartError  # first: sets TensorFlow's log level 
 
 # %% auto #0
 __all__ = ['MODEL_BUILDERS', 'build_cnn', 'AttentionPooling', 'build_crnn', 'build_model', 'masked_binary_crossentropy',
-           'custom_objects', 'attention_weights', 'grad_cam']
+           'GradientReversal', 'source_adversary', 'custom_objects', 'attention_weights', 'grad_cam']
 
 # %% ../nbs/04_models.ipynb #3cf0e559
 def _conv_block(x, filters: int, pool: tuple[int, int], name: str):
@@ -117,6 +117,32 @@ def masked_binary_crossentropy(y_true, y_pred):
     bce = -(y * ops.log(p) + (1 - y) * ops.log(1 - p))
     k = ops.cast(known, bce.dtype)
     return ops.sum(bce * k, axis=-1) / ops.maximum(ops.sum(k, axis=-1), 1.0)
+
+# %% ../nbs/04_models.ipynb #04bc4bf1
+@keras.saving.register_keras_serializable(package="heart_nb")
+class GradientReversal(layers.Layer):
+    "The identity forward; backward, the gradient times -`weight` (gradient reversal)."
+
+    def __init__(self, weight: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = float(weight)
+
+    def call(self, x):
+        return ops.stop_gradient((1 + self.weight) * x) - self.weight * x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return super().get_config() | {"weight": self.weight}
+
+# %% ../nbs/04_models.ipynb #9c109bd5
+def source_adversary(net: keras.Model, n_sources: int, cfg: HeartConfig) -> keras.Model:
+    "`net` with a source classifier behind a gradient reversal on its pooled features; outputs classes, then sources."
+    z = GradientReversal(cfg.adversarial, name="reverse")(net.get_layer("drop1").input)
+    z = layers.Dense(cfg.dense_units, activation="relu", name="source_dense")(z)
+    z = layers.Dense(n_sources, activation="sigmoid", name="source_probs")(z)
+    return keras.Model(net.input, layers.Concatenate(name="with_sources")([net.output, z]), name=f"{net.name}_sources")
 
 # %% ../nbs/04_models.ipynb #cc8989a4
 def custom_objects() -> dict:

@@ -217,10 +217,11 @@ def fit_model(
     "Train `kind` on windows `X` (array or `Windows`), targets `Y`, by the one recipe: (model, standardiser, history)."
     # init: (model, standardiser) to start from, as `adapt` does: the parent's weights and input statistics
     # verbose: 0 silent, 1 Keras's progress bar, 2 one line per epoch; sources: each window's source (weights
-    # balanced across them); a NaN target (an unknown label) is left out of the loss
+    # balanced across them; with cfg.adversarial > 0, a source head learns them behind a gradient reversal);
+    # a NaN target (an unknown label) is left out of the loss
     import keras
 
-    from heart_nb.models import build_model
+    from heart_nb.models import build_model, source_adversary
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -233,7 +234,15 @@ def fit_model(
     if cfg.batch_size % r:
         raise HeartError(f"batch_size {cfg.batch_size} is not a multiple of the {r} devices")
     masked = bool(np.isnan(Y).any() or np.isnan(Yva).any())
-    data = training_windows(X, Y, sample_weights(Y, class_weights(Y), sources), std, cfg, cfg.seed, groups, r, shard)
+    w = sample_weights(Y, class_weights(Y), sources)
+    names, codes = np.unique(np.asarray(sources if sources is not None else [0]), return_inverse=True)
+    adversary = cfg.adversarial > 0 and len(names) > 1
+    if adversary and task != "multilabel":
+        raise HeartError(f"a source-adversarial head needs the multilabel task, not {task!r}")
+    if adversary:  # the sources as extra targets; unknown for validation, whose loss stays the classes' alone
+        Y = np.concatenate([Y, np.eye(len(names), dtype=np.float32)[codes]], axis=1)
+        Yva = np.concatenate([Yva, np.full((len(Yva), len(names)), np.nan, np.float32)], axis=1)
+    data = training_windows(X, Y, w, std, cfg, cfg.seed, groups, r, shard)
     cbs = [
         _early_stopping(cfg, out / "backup"),  # before the backup: its state is saved first
         keras.callbacks.BackupAndRestore(str(out / "backup")),
@@ -247,13 +256,15 @@ def fit_model(
         lines = _EpochLines(epochs or cfg.epochs)
         cbs.append(keras.callbacks.LambdaCallback(on_epoch_begin=lines.begin, on_epoch_end=lines.end))
     with scope:  # one scope: model variables and batches on the same devices
-        net = compile_model(build_model(kind, cfg, Y.shape[1], multilabel=task == "multilabel"), task, cfg, masked)
+        n_classes = Y.shape[1] - adversary * len(names)
+        net = compile_model(build_model(kind, cfg, n_classes, multilabel=task == "multilabel"), task, cfg, masked)
         if init is not None and fresh:
             net.set_weights(init[0].get_weights())
+        model = compile_model(source_adversary(net, len(names), cfg), task, cfg, True) if adversary else net
         # verbose 2: our one line per epoch, not Keras's bar; shuffle=False: the draw shuffles (Keras would shuffle
         # the batches with Python's global `random`, which a resumed run cannot reproduce)
         val = validation_windows(Xva, Yva, std, replicas=r, shard=shard)
-        net.fit(
+        model.fit(
             data,
             validation_data=val,
             epochs=epochs or cfg.epochs,

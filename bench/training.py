@@ -17,7 +17,14 @@ FLOPs per window are counted from the layers (convolutions, dense and LSTM matri
 forward + backward); `peak_gflops_per_s` is the best of several float32 matrix products (2048 x 2048) through
 the same Keras backend, measured in the same run.
 
-    python bench/training.py [--quick] [--data ../shared/data/bmd-hs] [--rounds 6] [--models cnn,crnn]
+    python bench/training.py [--quick] [--data ../shared/data/bmd-hs] [--rounds 6] [--models cnn,crnn] [--profile]
+
+--profile: where an epoch's time goes, each stage timed alone on the same batches (median ms per batch of
+`batch_size`, then times the batches of an epoch): drawing and augmenting windows (`augment_windows`, NumPy, as
+one `PyDataset` worker thread does it), standardising, the forward pass, forward + backward (the gradients, a
+compiled `tf.function`), the whole train step (`train_on_batch`: + the optimizer and the metrics; the optimizer is
+the difference), and validation (a `predict` over the validation windows, 15 % of them as in `train`). The loop
+overlaps the first two with the model (two worker threads), so the stages add up to more than its epoch.
 
 Prints a header, a line per round, then one JSON line per model:
 {"model": "cnn", "loop_windows_per_s": ..., "bare_fit_windows_per_s": ..., "overhead": bare/loop, "gflops_per_s": ...,
@@ -146,15 +153,86 @@ def bench_model(kind, fs, Y, groups, cfg, rounds, log):
     return loop, barefit, model_flops(net) / 1e9
 
 
+def stage_profile(kind, X, Y, groups, cfg, log, batches: int = 30) -> dict:
+    "Median milliseconds per batch of each stage of a training epoch, and the epoch's split (seconds)."
+    import numpy as np
+    import tensorflow as tf
+
+    from heart_nb.batches import augment_windows
+    from heart_nb.features import Standardiser
+    from heart_nb.models import build_model
+    from heart_nb.training import class_weights, compile_model, sample_weights
+
+    std = Standardiser.fit(X, cfg.normalise, cfg.hop_length / cfg.sr)
+    model = compile_model(build_model(kind, cfg, Y.shape[1], multilabel=True), "multilabel", cfg)
+    w = sample_weights(Y, class_weights(Y))
+    rng = np.random.default_rng(0)
+    idx = [np.sort(rng.choice(len(X), cfg.batch_size, replace=False)) for _ in range(batches + 2)]
+
+    def fwd_bwd(x, y, sw):
+        with tf.GradientTape() as tape:
+            loss = model.compute_loss(x, y, model(x, training=True), sw)
+        return tape.gradient(loss, model.trainable_variables)
+
+    forward = tf.function(lambda x: model(x, training=True))
+    gradients = tf.function(fwd_bwd)
+    stages = {k: [] for k in ("draw_augment", "standardise", "forward", "forward_backward", "train_step")}
+    for j, b in enumerate(idx):
+        t = time.perf_counter()
+        xa = augment_windows(X[b], np.random.default_rng([0, j]), cfg)
+        t1 = time.perf_counter()
+        xs = std(xa)
+        t2 = time.perf_counter()
+        forward(xs)[0, 0].numpy()
+        t3 = time.perf_counter()
+        [g.numpy() for g in gradients(xs, Y[b], w[b])[:1]]
+        t4 = time.perf_counter()
+        model.train_on_batch(xs, Y[b], sample_weight=w[b])
+        t5 = time.perf_counter()
+        if j >= 2:  # the first two: tracing
+            for k, v in zip(stages, (t1 - t, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+                stages[k].append(v * 1e3)
+    ms = {k: statistics.median(v) for k, v in stages.items()}
+    ms["optimizer"] = max(ms["train_step"] - ms["forward_backward"], 0.0)
+    ms["backward"] = max(ms["forward_backward"] - ms["forward"], 0.0)
+    n_train = sum(min(cfg.train_windows or 10**9, c) for c in np.bincount(groups) if c)
+    n_val = int(0.15 * len(X))
+    xv = std(X[:n_val])
+    model.predict(xv[:256], batch_size=256, verbose=0)
+    t = time.perf_counter()
+    model.predict(xv, batch_size=256, verbose=0)
+    val_s = time.perf_counter() - t
+    per_epoch = n_train / cfg.batch_size / 1e3
+    split = {
+        "draw_augment": ms["draw_augment"] * per_epoch,
+        "standardise": ms["standardise"] * per_epoch,
+        "forward": ms["forward"] * per_epoch,
+        "backward": ms["backward"] * per_epoch,
+        "optimizer": ms["optimizer"] * per_epoch,
+        "validation": val_s,
+    }
+    total = sum(split.values())
+    log(f"# {kind} epoch profile ({n_train} training windows, {n_val} validation; each stage alone, serial):")
+    for k, v in split.items():
+        log(f"  {k:14s} {v:6.2f} s  {100 * v / total:4.0f} %")
+    return {
+        "model": kind,
+        "ms_per_batch": {k: round(v, 2) for k, v in ms.items()},
+        "epoch_s": {k: round(float(v), 3) for k, v in split.items()},
+    }
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None)
     ap.add_argument("--quick", action="store_true", help="3 rounds per model (under 5 minutes on 2 cores)")
     ap.add_argument("--rounds", type=int, default=6, help="timed rounds per model (one more for warm-up)")
     ap.add_argument("--models", default="cnn,crnn")
+    ap.add_argument("--profile", action="store_true", help="also: an epoch's time split by stage")
     a = ap.parse_args()
     rounds = 3 if a.quick else a.rounds
     import keras
+    import numpy as np
 
     from heart_nb.cache import extract_features
     from heart_nb.core import HeartConfig, find_bmdhs
@@ -195,6 +273,9 @@ def main():
         )
         share = 100 * out[-1]["gflops_per_s"] / peak
         log(f"# {kind}: {gflop * 1e3:.1f} MFLOP forward per window; training at {share:.0f} % of the matmul peak")
+    if a.profile:
+        for kind in a.models.split(","):
+            out.append(stage_profile(kind, np.asarray(fs.X), Y, fs.row, cfg, log))
     for o in out:
         print(json.dumps(o))
 

@@ -96,3 +96,12 @@ def fold_lesion_macro(r, pick: dict | None = None) -> float:
         i = idx if pick is None else idx[pick[k]]
         vals.append(metric_table(Y[i], P[i], r.classes, r.task)["lesion_macro_auroc"])
     return float(np.nanmean(vals))
+
+
+def config_with(cfg, sets: list[str]):
+    "`cfg` with each KEY=VALUE of `sets` (a lever's HeartConfig fields; tuples as comma lists), and a folder tag."
+    for kv in sets:
+        k, v = kv.split("=", 1)
+        cur = getattr(cfg, k)
+        cfg = cfg.replace(**{k: type(cur)(v) if not isinstance(cur, tuple) else tuple(map(type(cur[0]), v.split(",")))})
+    return cfg, "".join(f"__{kv.replace('=', '_')}" for kv in sets)

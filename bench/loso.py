@@ -41,7 +41,7 @@ import os
 import time
 from pathlib import Path
 
-from common import fold_lesion_macro, write_rows
+from common import config_with, fold_lesion_macro, write_rows
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
@@ -256,31 +256,36 @@ def part_loso(man, fs, F, C, cfg, work, levers, n_boot, rng) -> list[dict]:
     return rows
 
 
-def part_five(man, fs, cfg, work, n_boot, rng) -> list[dict]:
-    "BMD-HS 5-fold alone and with every other source in training; CirCor 5-fold (the baseline)."
+def part_five(man, fs, cfg, work, n_boot, rng, sets=()) -> list[dict]:
+    """BMD-HS 5-fold alone and with every other source in training; CirCor 5-fold (the baseline). With `sets` (a
+    lever's config fields), only BMD-HS with every other source under the lever, paired against BMD-HS alone."""
     from heart_nb.crossval import cross_validate
     from heart_nb.metrics import auroc
 
     bm, rest = man[man.source == "bmd-hs"], man[man.source != "bmd-hs"]
+    lever, tag = config_with(cfg, list(sets))
     res = {
         "alone": cross_validate(bm, cfg, "baseline", "multilabel", work / "five_bmdhs_alone", features=fs),
         "with_all": cross_validate(
-            bm, cfg, "baseline", "multilabel", work / "five_bmdhs_with_all", features=fs, extra=rest
+            bm, lever, "baseline", "multilabel", work / f"five_bmdhs_with_all{tag}", features=fs, extra=rest
         ),
     }
+    model = "baseline (naive)" + (" " + ", ".join(sets) if sets else "")
 
     base = res["alone"].level("patient")[0]
     sizes = {k: len(i) for k, i in base.groupby("fold").indices.items()}
     draws = [{k: rng.integers(0, n, n) for k, n in sizes.items()} for _ in range(n_boot)]
     rows = []
-    for tag, r in res.items():
+    for key, r in res.items():
+        if sets and key == "alone":
+            continue  # in the file without the lever
         lo, hi = np.percentile([fold_lesion_macro(r, p) for p in draws], [2.5, 97.5])
         rows.append(
             {
                 "protocol": "BMD-HS patient-wise 5-fold, patient level",
                 "test_source": "bmd-hs",
-                "train_sources": "bmd-hs" if tag == "alone" else "bmd-hs + every other source",
-                "model": "baseline (naive)",
+                "train_sources": "bmd-hs" if key == "alone" else "bmd-hs + every other source",
+                "model": "baseline (naive)" if key == "alone" else model,
                 "metric": "lesion_macro_auroc",
                 "value": round(fold_lesion_macro(r), 4),
                 "ci_low": round(float(lo), 4),
@@ -294,7 +299,7 @@ def part_five(man, fs, cfg, work, n_boot, rng) -> list[dict]:
             "protocol": "BMD-HS patient-wise 5-fold, patient level",
             "test_source": "bmd-hs",
             "train_sources": "with every other source minus alone",
-            "model": "baseline (naive)",
+            "model": model,
             "metric": "lesion_macro_auroc_diff",
             "value": round(fold_lesion_macro(res["with_all"]) - fold_lesion_macro(res["alone"]), 4),
             "ci_low": round(float(lo), 4),
@@ -302,6 +307,8 @@ def part_five(man, fs, cfg, work, n_boot, rng) -> list[dict]:
             "target": ">= -0.01",
         }
     )
+    if sets:
+        return rows
     cc = man[man.source == "circor2022"]
     r = cross_validate(cc, cfg, "baseline", "multilabel", work / "five_circor", features=fs)
     d, Y, P = r.level("patient")
@@ -400,6 +407,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=0, help="--part nets: at most this many epochs (0: the recipe's)")
     ap.add_argument("--adversarial", type=float, default=0.0, help="--part nets: the source-adversarial head's weight")
     ap.add_argument("--levers", default=",".join(LEVERS))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="--part five: a lever's field")
     ap.add_argument("--tag", default="", help="--part loso: sources_loso_loso_TAG.json, no naive rows")
     ap.add_argument("--work", default="bench/_loso")
     ap.add_argument("--boot", type=int, default=500)
@@ -425,8 +433,8 @@ def main():
         rows = part_loso(man, fs, F, C, cfg, work, args.levers.split(","), args.boot, rng)
         rows = [r for r in rows if not args.tag or r["model"] != "baseline (naive)"]  # naive: in the untagged file
     elif args.part == "five":
-        rows = part_five(man, fs, cfg, work, args.boot, rng)
-    tag = args.part + (args.tag and f"_{args.tag}")
+        rows = part_five(man, fs, cfg, work, args.boot, rng, args.set)
+    tag = args.part + (args.tag and f"_{args.tag}") + config_with(cfg, args.set)[1]
     if args.part == "nets":
         tag = f"nets_{args.model.replace('+', '_')}" + (f"_adv{args.adversarial:g}" if args.adversarial else "")
     out = Path(args.results) / f"sources_loso_{tag}.json"

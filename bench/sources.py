@@ -474,12 +474,7 @@ def main():
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     bm, pn = manifests(bmdhs, bmdhs.parent / "physionet2016", work)
-    cfg = HeartConfig()
-    for kv in args.set:
-        k, v = kv.split("=", 1)
-        cur = getattr(cfg, k)
-        cfg = cfg.replace(**{k: type(cur)(v) if not isinstance(cur, tuple) else tuple(map(type(cur[0]), v.split(",")))})
-    tag = "".join(f"__{kv.replace('=', '_')}" for kv in args.set)
+    cfg, tag = config_with(HeartConfig(), args.set)
     work = work / tag.lstrip("_") if tag else work
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

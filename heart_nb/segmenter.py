@@ -216,17 +216,25 @@ def _rate(s1: np.ndarray, fallback: float) -> float:
 
 # %% ../nbs/06bb_segmenter.ipynb #181ba6ff
 def fit_segmenter(
-    items: list, cfg: HeartConfig = HeartConfig(), hidden: int = 64, max_frames: int = 400_000, seed: int = 0
+    items: list,
+    cfg: HeartConfig = HeartConfig(),
+    hidden: int = 64,
+    max_frames: int = 400_000,
+    seed: int = 0,
+    frames_only: list = (),
 ) -> Segmenter:
     "A Segmenter learned from `items`, each (log-Mel S (n_mels, frames), segmentation rows); frames subsampled."
+    # frames_only: more items for the frame classifier alone, not the durations (generated recordings: their timing
+    # is the generator's, not a heart's)
     from sklearn.neural_network import MLPClassifier
 
     rate = cfg.sr / cfg.hop_length
     X, y, dur, cyc, sys = [], [], {1: [], 3: []}, [], []
-    for S, rows in items:
+    for S, rows in [*frames_only, *items]:
         lab = frame_states(rows, S.shape[1], rate)
         X.append(segment_features(S, cfg)[lab > 0])
         y.append(lab[lab > 0] - 1)
+    for S, rows in items:
         inner = rows[rows[:, 2] > 0][1:-1]  # segments not cut by the annotated span's ends
         for s in (1, 3):
             dur[s] += list(np.diff(inner[inner[:, 2] == s, :2], axis=1).ravel())
@@ -245,7 +253,9 @@ def fit_segmenter(
     d = np.array([np.mean(dur[1]), np.std(dur[1]), np.mean(dur[3]), np.std(dur[3]), a, b, sd_sys])
     mel = {k: getattr(cfg, k) for k in ("sr", "band", "n_fft", "hop_length", "n_mels", "fmin", "fmax")}
     layers = [(W.astype(np.float32), c.astype(np.float32)) for W, c in zip(clf.coefs_, clf.intercepts_)]
-    info = f"MLP({hidden}) on {len(keep)} frames of {len(items)} recordings"
+    info = f"MLP({hidden}) on {len(keep)} frames of {len(items)} recordings" + (
+        f" and {len(frames_only)} more for the frames alone" if len(frames_only) else ""
+    )
     return Segmenter(layers, np.bincount(y, minlength=4) / len(y), d, mel, info)
 
 # %% ../nbs/06bb_segmenter.ipynb #aa6bd7db

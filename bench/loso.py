@@ -23,7 +23,7 @@ for all recordings. Levers (baseline):
     source_stats+without_circor  both
     style_mix        the augmented copies with cfg.aug_style_mix = 0.5: each window may take the band means and
                      spreads of a recording from another source (MixStyle on the log-Mel); the styles never come from
-                     the held-out source's dataset (one set of copies per dataset held out)
+                     the held-out source (one set of copies per source held out)
 
 Five-fold protocols (--part five): BMD-HS patient-wise 5-fold (the folds of bench/accuracy.py) alone and with every
 other source in every training fold (lesion macro-AUROC, patient level, paired difference); CirCor patient-wise
@@ -88,16 +88,16 @@ def load(work: Path, cfg):
 
 
 def style_copies(work: Path, man, fs, F, cfg, without: str) -> np.ndarray:
-    """The augmented copies' summaries with cross-source style mixing, for every recording outside dataset `without`
-    (NaN for the rest), their styles drawn from those recordings only; computed once, kept in `work`."""
+    """The augmented copies' summaries with cross-source style mixing, for every recording outside source `without`
+    (NaN for its own), their styles drawn from those recordings only; computed once, kept in `work`."""
     from heart_nb.baseline import augmented_copies, summarise_windows
 
-    f = work / f"style_copies_{without}_{cfg.baseline_copies}.npz"
+    f = work / f"style_copies_{without.replace('/', '_')}_{cfg.baseline_copies}.npz"
     if f.exists():
         with np.load(f, allow_pickle=False) as z:
             return z["C"]
     t0 = time.time()
-    rows = np.flatnonzero(np.isfinite(F).all(1) & (np.array([DATASET(s) for s in man.source]) != without))
+    rows = np.flatnonzero(np.isfinite(F).all(1) & (man.source.to_numpy() != without))
     C = np.full((cfg.baseline_copies, *F.shape), np.nan, np.float32)
     for k, aug in enumerate(augmented_copies(fs, rows, cfg.replace(aug_style_mix=0.5), seed=0)):
         C[k, rows] = np.stack([summarise_windows(w, cfg) for w in aug])
@@ -213,7 +213,7 @@ def part_loso(man, fs, F, C, cfg, work, levers, n_boot, rng) -> list[dict]:
                 train &= src != "circor2022"
             X, XC = (Fs, Cs) if lever.startswith("source_stats") else (F, C)
             if lever == "style_mix":
-                XC = style_copies(work, man, fs, F, cfg, DATASET(held))
+                XC = style_copies(work, man, fs, F, cfg, held)
             subsets = [train]
             if lever == "subset_ensemble":
                 subsets = [

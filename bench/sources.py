@@ -404,6 +404,14 @@ def loso_tables(R: pd.DataFrame) -> list[str]:
         "",
         "Each cell: the value [95 % CI]; for a lever, the value (its difference to naive pooling [95 % CI]).",
         "",
+        "Levers (baseline): without_circor (CirCor left out of training); source_stats (each source's summaries "
+        "standardised by its own statistics, the held-out one by its own unlabelled recordings); subset_ensemble "
+        "(the mean of three models, each without one dataset); style_mix (the augmented copies take the band means "
+        "and spreads of other sources' recordings, never the held-out one's). Networks: the shipped pair (baseline + "
+        "CNN) on a short schedule, naive, and with a source-adversarial head (adversarial W: the gradient reversal's "
+        "weight; paired against the naive run). The baseline's cycle profile is read by the learned S1/S2 segmenter "
+        "(#33) in every row here.",
+        "",
         "| held out | group | metric | target | " + " | ".join(models) + " |",
         "|---|---|---|---|" + "---|" * len(models),
     ]

@@ -194,6 +194,16 @@ def loso_row(held: str, model: str, metric: str, value: float, ci, patients: int
     } | extra
 
 
+def vs_naive(m: str, v: float, boot: list, base: list, naive_point: dict) -> dict:
+    "Metric `m`'s difference to naive pooling (value `v` against `naive_point`) and its paired 95 % CI."
+    lo, hi = np.nanpercentile([b.get(m, np.nan) - a.get(m, np.nan) for b, a in zip(boot, base)], [2.5, 97.5])
+    return {
+        "diff_vs_naive": round(float(v - naive_point[m]), 4),
+        "diff_ci_low": round(float(lo), 4),
+        "diff_ci_high": round(float(hi), 4),
+    }
+
+
 def part_loso(man, fs, F, C, cfg, work, levers, n_boot, rng) -> list[dict]:
     "Every held-out source under every lever: rows with paired CIs against naive pooling."
     from heart_nb.splits import present_classes, target_matrix
@@ -233,6 +243,7 @@ def part_loso(man, fs, F, C, cfg, work, levers, n_boot, rng) -> list[dict]:
             )
         d0 = tables[(held, "naive")]
         draws = [rng.integers(0, len(d0), len(d0)) for _ in range(n_boot)]
+        naive_point = metrics(d0, held, [])
         for lever in levers:
             if (held, lever) not in tables:
                 continue
@@ -245,13 +256,7 @@ def part_loso(man, fs, F, C, cfg, work, levers, n_boot, rng) -> list[dict]:
                 row = loso_row(held, f"baseline ({lever})", m, v, (lo, hi), len(d))
                 row["train_sources"] += " without circor2022" if "without_circor" in lever else ""
                 if lever != "naive":
-                    diff = [b.get(m, np.nan) - a.get(m, np.nan) for b, a in zip(boot, base)]
-                    dlo, dhi = np.nanpercentile(diff, [2.5, 97.5])
-                    row |= {
-                        "diff_vs_naive": round(float(v - metrics(d0, held, [])[m]), 4),
-                        "diff_ci_low": round(float(dlo), 4),
-                        "diff_ci_high": round(float(dhi), 4),
-                    }
+                    row |= vs_naive(m, v, boot, base, naive_point)
                 rows.append(row)
     return rows
 
@@ -380,18 +385,13 @@ def part_nets(man, fs, cfg, work, model, held_out, n_boot, rng, save=None) -> li
         naive = nets_folder(work, model, cfg.replace(adversarial=0.0), held)
         d0 = nets_table(man, fs, naive, held)[0] if lever != "naive" and (naive / "run.json").exists() else None
         base = [metrics(d0.iloc[b], held, []) for b in draws] if d0 is not None else None
+        naive_point = metrics(d0, held, []) if d0 is not None else {}
         info = json.loads((out / "run.json").read_text())
         for m, v in point.items():
             lo, hi = np.nanpercentile([b.get(m, np.nan) for b in boot], [2.5, 97.5])
             extra = {"train_seconds": info.get("seconds"), "epochs_at_most": cfg.epochs}
             if base is not None:
-                diff = [b.get(m, np.nan) - a.get(m, np.nan) for b, a in zip(boot, base)]
-                dlo, dhi = np.nanpercentile(diff, [2.5, 97.5])
-                extra |= {
-                    "diff_vs_naive": round(float(v - metrics(d0, held, [])[m]), 4),
-                    "diff_ci_low": round(float(dlo), 4),
-                    "diff_ci_high": round(float(dhi), 4),
-                }
+                extra |= vs_naive(m, v, boot, base, naive_point)
             rows.append(loso_row(held, f"{model} ({lever}, <= {cfg.epochs} epochs)", m, v, (lo, hi), len(d), **extra))
         print(f"  {held}: {point}", flush=True)
         if save:
@@ -413,6 +413,8 @@ def main():
     ap.add_argument("--boot", type=int, default=500)
     ap.add_argument("--results", default="bench/results")
     args = ap.parse_args()
+    if args.set and args.part != "five":
+        ap.error(f"--set is for --part five, not --part {args.part}")
     from heart_nb.core import HeartConfig
 
     work = Path(args.work)

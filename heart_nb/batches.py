@@ -57,9 +57,8 @@ def _device(X: np.ndarray, rng: np.random.Generator, cfg: HeartConfig) -> np.nda
     return X + (np.clip(tilt + peak, -6, 6) + limit).astype(np.float32)[:, :, None]
 
 
-def _style_mix(X: np.ndarray, styles: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    "Windows `X` whose band means and spreads move towards a random row of `styles` by a Beta(0.1, 0.1) share."
-    own = band_styles(X)
+def _style_mix(X: np.ndarray, own: np.ndarray, styles: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    "Windows `X` (their styles `own`) moved towards a random row of `styles` by a Beta(0.1, 0.1) share."
     other = styles[rng.integers(0, len(styles), len(X))]
     lam = rng.beta(0.1, 0.1, (len(X), 1, 1)).astype(np.float32)
     mix = lam * own + (1 - lam) * other
@@ -78,7 +77,8 @@ def augment_windows(
     pick = lambda: np.flatnonzero(rng.random(n) < cfg.augment)
     if cfg.aug_style_mix > 0:  # another recording chain's band levels and spreads
         i = np.flatnonzero(rng.random(n) < cfg.aug_style_mix)
-        X[i] = _style_mix(X[i], band_styles(X) if styles is None else np.asarray(styles, np.float32), rng)
+        own = band_styles(X)  # each window's, and the batch's pool when no styles are given
+        X[i] = _style_mix(X[i], own[i], own if styles is None else np.asarray(styles, np.float32), rng)
     if cfg.aug_crop_s > 0:  # a short clip, repeated
         i = pick()
         length = rng.integers(min(nf, int(cfg.aug_crop_s * cfg.sr / cfg.hop_length)), nf + 1, len(i))

@@ -234,12 +234,12 @@ def fit_model(
     if cfg.batch_size % r:
         raise HeartError(f"batch_size {cfg.batch_size} is not a multiple of the {r} devices")
     masked = bool(np.isnan(Y).any() or np.isnan(Yva).any())
-    w = sample_weights(Y, class_weights(Y), sources)
-    names, codes = np.unique(np.asarray(sources if sources is not None else [0]), return_inverse=True)
-    adversary = cfg.adversarial > 0 and len(names) > 1
+    w, n_classes = sample_weights(Y, class_weights(Y), sources), Y.shape[1]
+    adversary = cfg.adversarial > 0 and sources is not None and len(set(sources)) > 1
     if adversary and task != "multilabel":
         raise HeartError(f"a source-adversarial head needs the multilabel task, not {task!r}")
     if adversary:  # the sources as extra targets; unknown for validation, whose loss stays the classes' alone
+        names, codes = np.unique(np.asarray(sources), return_inverse=True)
         Y = np.concatenate([Y, np.eye(len(names), dtype=np.float32)[codes]], axis=1)
         Yva = np.concatenate([Yva, np.full((len(Yva), len(names)), np.nan, np.float32)], axis=1)
     data = training_windows(X, Y, w, std, cfg, cfg.seed, groups, r, shard)
@@ -256,11 +256,10 @@ def fit_model(
         lines = _EpochLines(epochs or cfg.epochs)
         cbs.append(keras.callbacks.LambdaCallback(on_epoch_begin=lines.begin, on_epoch_end=lines.end))
     with scope:  # one scope: model variables and batches on the same devices
-        n_classes = Y.shape[1] - adversary * len(names)
         net = compile_model(build_model(kind, cfg, n_classes, multilabel=task == "multilabel"), task, cfg, masked)
         if init is not None and fresh:
             net.set_weights(init[0].get_weights())
-        model = compile_model(source_adversary(net, len(names), cfg), task, cfg, True) if adversary else net
+        model = compile_model(source_adversary(net, Y.shape[1] - n_classes, cfg), task, cfg, True) if adversary else net
         # verbose 2: our one line per epoch, not Keras's bar; shuffle=False: the draw shuffles (Keras would shuffle
         # the batches with Python's global `random`, which a resumed run cannot reproduce)
         val = validation_windows(Xva, Yva, std, replicas=r, shard=shard)

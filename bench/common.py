@@ -5,6 +5,8 @@ A script run as `python bench/X.py` has bench/ on its import path already, so `f
 
 import numpy as np
 
+import heart_nb.core  # noqa: F401  (first: TensorFlow's environment, oneDNN included, before any script loads it)
+
 
 def md(df) -> str:
     "A DataFrame as a Markdown table."
@@ -26,9 +28,11 @@ def machine() -> str:
     acc = "none"
     if be == "tensorflow":
         import tensorflow as tf
+        from tensorflow.python.util import _pywrap_util_port
 
         gpus = tf.config.list_physical_devices("GPU")
         acc = f"{len(gpus)} GPU" if gpus else "none"
+        be += f" (oneDNN {'on' if _pywrap_util_port.IsMklEnabled() else 'off'})"
     elif be == "jax":
         import jax
 

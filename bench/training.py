@@ -18,6 +18,13 @@ forward + backward); `peak_gflops_per_s` is the best of several float32 matrix p
 the same Keras backend, measured in the same run.
 
     python bench/training.py [--quick] [--data ../shared/data/bmd-hs] [--rounds 6] [--models cnn,crnn] [--profile]
+    python bench/training.py --ab TF_ENABLE_ONEDNN_OPTS=0 [--pairs 3] [--models cnn,crnn]
+
+--ab KEY=VALUE: a setting that only a fresh process can take (an environment variable TensorFlow reads at import),
+against the package's default, side by side: --pairs pairs of child processes, alternating (default, then KEY=VALUE),
+each running this bench with one timed round per model. Per model it prints the median windows/s of the loop and of
+the bare fit under each, their ratio (default / KEY=VALUE), and each side's share of its own matmul peak, measured in
+its own process (a setting may speed the matrix product too).
 
 --profile: where an epoch's time goes, each stage timed alone on the same batches (median ms per batch of
 `batch_size`, then times the batches of an epoch): drawing and augmenting windows (`augment_windows`, NumPy, as
@@ -37,12 +44,14 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import heart_nb.core  # noqa: E402, F401  (first: TensorFlow's environment, oneDNN included, before it loads)
 
 
 def model_flops(model) -> float:
@@ -222,6 +231,46 @@ def stage_profile(kind, X, Y, groups, cfg, log, batches: int = 30) -> dict:
     }
 
 
+def ab(a) -> None:
+    "The package's default against one environment setting, in alternating child processes; medians and ratios."
+    key, _, value = a.ab.partition("=")
+    if not key or not value:
+        sys.exit(f"--ab: expected KEY=VALUE, got {a.ab!r}")
+    args = [sys.executable, __file__, "--rounds", "1", "--models", a.models] + (["--data", a.data] if a.data else [])
+    runs = {"default": [], a.ab: []}
+    log = lambda s: print(s, flush=True)
+    log(f"# bench/training.py --ab {a.ab} --pairs {a.pairs}, {datetime.date.today()}, {os.cpu_count()} CPU cores")
+    for i in range(a.pairs):
+        for side in runs:
+            env = {**os.environ, key: value} if side == a.ab else os.environ
+            out = subprocess.run(args, env=env, capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(f"--ab: the {side} child failed: {out.stderr.strip().splitlines()[-1:]}")
+            rows = [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
+            runs[side].append({r["model"]: r for r in rows})
+            log(f"  pair {i} {side:>24s}: " + ", ".join(f"{r['model']} {r['loop_windows_per_s']:.0f}" for r in rows))
+    out = []
+    for kind in a.models.split(","):
+        row = {"model": kind, "setting": a.ab}
+        for side, tag in ((a.ab, "setting"), ("default", "default")):
+            per = [r[kind] for r in runs[side]]
+            loop = statistics.median(r["loop_windows_per_s"] for r in per)
+            row[f"{tag}_loop_windows_per_s"] = round(loop, 1)
+            row[f"{tag}_bare_fit_windows_per_s"] = round(statistics.median(r["bare_fit_windows_per_s"] for r in per), 1)
+            row[f"{tag}_peak_share"] = round(
+                statistics.median(r["gflops_per_s"] / r["peak_gflops_per_s"] for r in per), 3
+            )
+        row["speedup"] = round(row["default_loop_windows_per_s"] / row["setting_loop_windows_per_s"], 2)
+        log(
+            f"# {kind}: default {row['default_loop_windows_per_s']:.0f} windows/s "
+            f"({100 * row['default_peak_share']:.0f} % of its peak), {a.ab} {row['setting_loop_windows_per_s']:.0f} "
+            f"({100 * row['setting_peak_share']:.0f} %): the default x{row['speedup']:.2f}"
+        )
+        out.append(row)
+    for o in out:
+        print(json.dumps(o))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None)
@@ -229,7 +278,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=6, help="timed rounds per model (one more for warm-up)")
     ap.add_argument("--models", default="cnn,crnn")
     ap.add_argument("--profile", action="store_true", help="also: an epoch's time split by stage")
+    ap.add_argument("--ab", default=None, metavar="KEY=VALUE", help="the default against this environment setting")
+    ap.add_argument("--pairs", type=int, default=3, help="with --ab: alternating pairs of processes")
     a = ap.parse_args()
+    if a.ab:
+        return ab(a)
     rounds = 3 if a.quick else a.rounds
     import keras
     import numpy as np

@@ -5,11 +5,12 @@
 # %% ../nbs/04_models.ipynb #bf2b1bb7
 from __future__ import annotations
 
+# isort: off
+from .core import HeartConfig, HeartError  # first: sets TensorFlow's environment before it is imported
+# isort: on
 import keras
 import numpy as np
 from keras import layers, ops
-
-from .core import HeartConfig, HeartError  # first: sets TensorFlow's log level before it is imported
 
 # %% auto #0
 __all__ = ['MODEL_BUILDERS', 'build_cnn', 'AttentionPooling', 'build_crnn', 'build_model', 'masked_binary_crossentropy',

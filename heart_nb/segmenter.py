@@ -170,12 +170,14 @@ class Segmenter:
 
     def posteriors(self, S: np.ndarray) -> np.ndarray:
         "State probabilities (frames, 4) of log-Mel `S` (n_mels, frames)."
-        X = segment_features(S, self.cfg)
+        # in float64, returned as float32: a float32 product's sums depend on the BLAS thread count (1e-6 apart in a
+        # worker process and in the main one, enough to move a decoded heart sound); a float64 one's by 1e-16 at most
+        X = segment_features(S, self.cfg).astype(np.float64)
         for i, (W, b) in enumerate(self.layers):
-            X = X @ W + b
+            X = X @ W.astype(np.float64) + b
             X = np.maximum(X, 0) if i < len(self.layers) - 1 else X
         X = np.exp(X - X.max(1, keepdims=True))
-        return X / X.sum(1, keepdims=True)
+        return (X / X.sum(1, keepdims=True)).astype(np.float32)
 
     def __call__(self, S: np.ndarray) -> Segmentation:
         "Decode log-Mel `S` (n_mels, frames) into states, S1/S2 centres and the heart rate."

@@ -28,6 +28,16 @@ from common import machine, md  # noqa: E402
 LES = {"AS": "systole", "MR": "systole", "AR": "diastole", "MS": "diastole"}
 
 
+def patient_ci(g, col: str, rng, n: int = 1000) -> tuple[float, float]:
+    "95 % CI of the mean of `g[col]` over its rows, from `n` bootstrap resamples of its patients."
+    import numpy as np
+
+    pats = g.patient_id.unique()
+    by = {p: g[g.patient_id == p][col].to_numpy() for p in pats}
+    boots = [np.concatenate([by[p] for p in rng.choice(pats, len(pats))]).mean() for _ in range(n)]
+    return round(float(np.percentile(boots, 2.5)), 3), round(float(np.percentile(boots, 97.5)), 3)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="bench/_accuracy")
@@ -114,9 +124,7 @@ def main():
     rng = np.random.default_rng(0)
     summ = []
     for (mod, les), g in df.groupby(["model", "lesion"], sort=False):
-        pats = g.patient_id.unique()
-        by = {p: g[g.patient_id == p].excess.to_numpy() for p in pats}
-        boots = [np.concatenate([by[p] for p in rng.choice(pats, len(pats))]).mean() for _ in range(1000)]
+        lo, hi = patient_ci(g, "excess", rng)
         summ.append(
             {
                 "model": mod,
@@ -124,12 +132,12 @@ def main():
                 "lesion": les,
                 "phase": LES[les],
                 "recordings": len(g),
-                "patients": len(pats),
+                "patients": g.patient_id.nunique(),
                 "share": round(g.share.mean(), 3),
                 "chance": round(g.chance.mean(), 3),
                 "excess": round(g.excess.mean(), 3),
-                "ci_low": round(float(np.percentile(boots, 2.5)), 3),
-                "ci_high": round(float(np.percentile(boots, 97.5)), 3),
+                "ci_low": lo,
+                "ci_high": hi,
                 "above_chance": round(float((g.excess > 0).mean()), 3),
             }
         )
@@ -139,21 +147,19 @@ def main():
     pair["diff"] = pair.learned - pair.envelope
     paired = []
     for (mod, les), g in pair.groupby(["model", "lesion"], sort=False):
-        pats = g.patient_id.unique()
-        by = {p: g[g.patient_id == p]["diff"].to_numpy() for p in pats}
-        boots = [np.concatenate([by[p] for p in rng.choice(pats, len(pats))]).mean() for _ in range(1000)]
+        lo, hi = patient_ci(g, "diff", rng)
         paired.append(
             {
                 "model": mod,
                 "lesion": les,
                 "phase": LES[les],
                 "recordings": len(g),
-                "patients": len(pats),
+                "patients": g.patient_id.nunique(),
                 "excess_learned": round(float(g.learned.mean()), 3),
                 "excess_envelope": round(float(g.envelope.mean()), 3),
                 "diff": round(float(g["diff"].mean()), 3),
-                "ci_low": round(float(np.percentile(boots, 2.5)), 3),
-                "ci_high": round(float(np.percentile(boots, 97.5)), 3),
+                "ci_low": lo,
+                "ci_high": hi,
             }
         )
     paired = pd.DataFrame(paired)

@@ -168,13 +168,18 @@ class Segmenter:
         "Whether `cfg`'s log-Mel frames are the ones this segmenter learned from."
         return all(getattr(cfg, k) == getattr(self.cfg, k) for k in self.mel)
 
+    @functools.cached_property
+    def layers64(self) -> list:
+        "The layers in float64 (converted once): what `posteriors` computes with."
+        return [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in self.layers]
+
     def posteriors(self, S: np.ndarray) -> np.ndarray:
         "State probabilities (frames, 4) of log-Mel `S` (n_mels, frames)."
         # in float64, returned as float32: a float32 product's sums depend on the BLAS thread count (1e-6 apart in a
         # worker process and in the main one, enough to move a decoded heart sound); a float64 one's by 1e-16 at most
         X = segment_features(S, self.cfg).astype(np.float64)
-        for i, (W, b) in enumerate(self.layers):
-            X = X @ W.astype(np.float64) + b
+        for i, (W, b) in enumerate(self.layers64):
+            X = X @ W + b
             X = np.maximum(X, 0) if i < len(self.layers) - 1 else X
         X = np.exp(X - X.max(1, keepdims=True))
         return (X / X.sum(1, keepdims=True)).astype(np.float32)

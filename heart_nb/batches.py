@@ -28,7 +28,13 @@ _DB = np.float32(10 / math.log(10))  # dB = _DB · ln(power)
 
 def _power_add(X: np.ndarray, noise: np.ndarray) -> np.ndarray:
     "`X` and `noise` (both dB) added as powers: 10 log10(10^(x/10) + 10^(n/10)), in place."
-    X += _DB * np.log1p(np.exp((noise - X) / _DB))
+    d = noise - X  # in place from here: NumPy's float32 exp and log run in SIMD, log1p does not (3.4x the time)
+    d /= _DB
+    np.exp(d, out=d)
+    d += 1
+    np.log(d, out=d)
+    d *= _DB
+    X += d
     return X
 
 
@@ -87,8 +93,8 @@ def augment_windows(
         i = pick()
         X[i] = X[i, :, ::-1]
     shift = rng.integers(1, nf, n)
-    for j in pick():
-        X[j] = np.roll(X[j], shift[j], axis=1)  # time shift (circular)
+    i = pick()  # time shift (circular): np.roll of each window by its shift
+    X[i] = np.take_along_axis(X[i], ((np.arange(nf) - shift[i, None]) % nf)[:, None, :], axis=2)
     if cfg.aug_device:  # another stethoscope
         i = pick()
         X[i] = _device(X[i], rng, cfg)
@@ -117,13 +123,16 @@ def augment_windows(
             b = np.abs(fc[None] - k * f0[:, None]).argmin(axis=1)
             for db, band in ((0.0, b), (-3.0, np.maximum(b - 1, 0)), (-3.0, np.minimum(b + 1, nm - 1))):
                 hum[at, band] = np.maximum(hum[at, band], level + a + db)
-        X[i] = _power_add(X[i], hum[:, :, None])
+        on = np.flatnonzero((hum > -200).any(axis=0))  # the hum's bands: elsewhere it adds nothing
+        X[np.ix_(i, on)] = _power_add(X[np.ix_(i, on)], hum[:, on, None])
     i = pick()  # band-limit: a ramp above a cut-off
     cut = rng.integers(nm // 2, nm, len(i))
     ramp = np.clip((np.arange(nm) - cut[:, None]) / np.maximum(nm - 1 - cut, 1)[:, None], 0, None)
     X[i] -= (ramp * rng.uniform(10, 30, len(i))[:, None]).astype(np.float32)[:, :, None]
-    for j in pick():  # SpecAugment masks
-        f0, t0, m = rng.integers(0, nm), rng.integers(0, nf), X[j].mean()
+    i = pick()  # SpecAugment masks, at each window's mean
+    means = X[i].reshape(len(i), nm * nf).mean(axis=1)
+    for j, m in zip(i, means):
+        f0, t0 = rng.integers(0, nm), rng.integers(0, nf)
         X[j, f0 : f0 + rng.integers(1, cfg.aug_mask_bands + 1)] = m
         X[j, :, t0 : t0 + rng.integers(1, cfg.aug_mask_frames + 1)] = m
     return X

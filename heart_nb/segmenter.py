@@ -78,8 +78,8 @@ def _duration_logs(mean: np.ndarray, sd: np.ndarray, D: int) -> tuple[np.ndarray
     return np.log(np.maximum(pmf, 1e-12)), np.log(np.maximum(norm.sf(d - 0.5, mean, sd), 1e-12))
 
 
-def hsmm_decode(E: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
-    "The best state (0-3: S1, systole, S2, diastole) per frame for log scores `E` (frames, 4), durations in frames."
+def hsmm_decode(E: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, float]:
+    "The best state (0-3: S1, systole, S2, diastole) per frame for log scores `E` (frames, 4), and the path's score."
     T = len(E)
     D = int(np.ceil(np.max(mean + 4 * sd))) + 2
     LD, LS = _duration_logs(mean, sd, D)
@@ -96,14 +96,15 @@ def hsmm_decode(E: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
         best = np.argmax(v, 0)
         back[t] = best + 1
         start[t + 1] = v[best, np.arange(4)][prev]
-    j = int(np.argmax(start[T][[1, 2, 3, 0]]))  # start[T] is indexed by the *next* state: the last is its prev
+    end = start[T][[1, 2, 3, 0]]  # start[T] is indexed by the *next* state: the last is its prev
+    j = int(np.argmax(end))
     states = np.empty(T, np.int64)
     t = T - 1
     while t >= 0:
         d = back[t, j]
         states[t - d + 1 : t + 1] = j
         t, j = t - d, prev[j]
-    return states
+    return states, float(end.max())
 
 # %% ../nbs/06bb_segmenter.ipynb #f94c1296
 def _autocorr(e: np.ndarray) -> np.ndarray:
@@ -129,6 +130,17 @@ def _cycle_lag(ac: np.ndarray, lo: int, hi: int) -> int:
             continue  # S1 -> S2, not a cycle
         return int(p)
     return int(pk[np.argmax(ac[pk])])
+
+
+def _cycle_lags(ac: np.ndarray, lo: int, hi: int, n: int = 3) -> list[int]:
+    "Up to `n` candidate cycle lags: `_cycle_lag`'s, then the highest other peaks in [lo, hi) at half the top or more."
+    from scipy import signal
+
+    L = _cycle_lag(ac, lo, hi)
+    pk = lo + signal.find_peaks(ac[lo:hi])[0]
+    top = ac[pk].max() if len(pk) else 0.0
+    rest = [int(p) for p in pk[np.argsort(-ac[pk], kind="stable")] if p != L and ac[p] >= 0.5 * top]
+    return [L, *rest[: n - 1]]
 
 # %% ../nbs/06bb_segmenter.ipynb #e012b316
 @dataclass
@@ -158,6 +170,9 @@ class Segmenter:
     durations: np.ndarray  # (7,) s: S1 mean, sd; S2 mean, sd; systole = a + b * cycle, its sd
     mel: dict  # the HeartConfig fields of the log-Mel it learned from
     info: str = ""
+    weight: float = 0.6  # decoding: the frames' log scores count this much against the durations' ...
+    sd_scale: float = 0.7  # ... whose spreads (measured over many recordings) are narrowed this much for one
+    lags: int = 3  # cycle lengths tried: the likeliest decoded path decides
 
     @functools.cached_property
     def cfg(self) -> HeartConfig:
@@ -186,15 +201,22 @@ class Segmenter:
 
     def __call__(self, S: np.ndarray) -> Segmentation:
         "Decode log-Mel `S` (n_mels, frames) into states, S1/S2 centres and the heart rate."
+        return self.decode(self.posteriors(S))
+
+    def decode(self, P: np.ndarray) -> Segmentation:
+        "Decode state probabilities `P` (frames, 4) into states, S1/S2 centres and the heart rate."
         rate = self.cfg.sr / self.cfg.hop_length
-        P = self.posteriors(S)
         ac = _autocorr(P[:, 0])
         lo, hi = int(60 / 220 * rate), min(int(2.0 * rate), int(0.75 * len(P)))
         if hi <= lo + 2:  # too short for a beat: the frames' own best states
             return Segmentation(P.argmax(1) + 1, rate, np.zeros(0), np.zeros(0), float("nan"), 0.0)
-        L = _cycle_lag(ac, lo, hi)
-        mean, sd = self.state_durations(L / rate)
-        st = hsmm_decode(np.log(P + 1e-6) - np.log(self.prior), mean * rate, np.maximum(sd * rate, 0.5))
+        E = self.weight * (np.log(P + 1e-6) - np.log(self.prior))
+        best = (None, -np.inf, 0)
+        for L in _cycle_lags(ac, lo, hi, self.lags):  # each candidate cycle length decoded: the likeliest path wins
+            mean, sd = self.state_durations(L / rate)
+            st, score = hsmm_decode(E, mean * rate, np.maximum(self.sd_scale * sd * rate, 0.5))
+            best = max(best, (st, score, L), key=lambda b: b[1])
+        st, _, L = best
         ev = {0: [], 2: []}
         edge = np.flatnonzero(np.diff(np.r_[-1, st, -1]) != 0)
         for a, b in zip(edge[:-1], edge[1:]):

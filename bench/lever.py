@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import pandas as pd
 from common import machine, md
-from plateau import compare
+from plateau import compare, compare_table
 
 from heart_nb.crossval import ensemble, load_cv
 
@@ -65,10 +64,7 @@ def main():
     rows.append(compare(pair_lev, pair_ref, a.boot))
     for r, res in zip(rows, (ref, lev, ref, lev)):  # a pair's price is its network's: the baseline is the same
         r.update(price(res))
-    T = pd.DataFrame(rows).set_index("model")
-    for m in ("d_auroc", "d_f1"):
-        T[m] = [f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}]" for v, (lo, hi) in zip(T[m], T[m + "_ci"])]
-    T = T.drop(columns=["d_auroc_ci", "d_f1_ci", "fold_seconds"])
+    T = compare_table(rows).drop(columns="fold_seconds")
     cmd = " ".join(["python bench/lever.py", *map(shlex.quote, sys.argv[1:])])
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -101,6 +101,14 @@ def compare(res: CVResult, ref: CVResult, n_boot: int, seed: int = 0) -> dict:
     }
 
 
+def compare_table(rows: list[dict]) -> pd.DataFrame:
+    "`compare` rows as a table: one per model, each difference written with its CI."
+    T = pd.DataFrame(rows).set_index("model")
+    for m in ("d_auroc", "d_f1"):
+        T[m] = [f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}]" for v, (lo, hi) in zip(T[m], T[m + "_ci"])]
+    return T.drop(columns=["d_auroc_ci", "d_f1_ci"])
+
+
 def stacked(b: CVResult, c: CVResult) -> CVResult:
     "Per lesion, a logistic regression on both models' logits of every class, fitted on the other folds' test rows."
     from sklearn.linear_model import LogisticRegression
@@ -200,10 +208,7 @@ def main():
         n.model = name
         levers += [n, ensemble([b, n], f"baseline+{name}")]
     rows = [compare(x, ref, a.boot) for x in levers]
-    T = pd.DataFrame(rows).set_index("model")
-    for m in ("d_auroc", "d_f1"):
-        T[m] = [f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}]" for v, (lo, hi) in zip(T[m], T[m + "_ci"])]
-    T = T.drop(columns=["d_auroc_ci", "d_f1_ci"]).rename(
+    T = compare_table(rows).rename(
         columns={
             "lesion_macro_auroc": "lesion macro-AUROC",
             "lesion_macro_f1": "lesion macro-F1",

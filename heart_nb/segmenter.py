@@ -174,6 +174,12 @@ class Segmenter:
     sd_scale: float = 0.7  # ... whose spreads (measured over many recordings) are narrowed this much for one
     lags: int = 3  # cycle lengths tried: the likeliest decoded path decides
 
+    def __post_init__(self):
+        "Refuse decoding settings that can't decode."
+        if self.lags < 1 or self.weight <= 0 or self.sd_scale <= 0:
+            got = f"{self.lags}, {self.weight}, {self.sd_scale}"
+            raise HeartError(f"Segmenter: need lags >= 1, weight > 0, sd_scale > 0; got {got}")
+
     @functools.cached_property
     def cfg(self) -> HeartConfig:
         "The HeartConfig of the log-Mel frames it learned from (built once)."
@@ -211,12 +217,11 @@ class Segmenter:
         if hi <= lo + 2:  # too short for a beat: the frames' own best states
             return Segmentation(P.argmax(1) + 1, rate, np.zeros(0), np.zeros(0), float("nan"), 0.0)
         E = self.weight * (np.log(P + 1e-6) - np.log(self.prior))
-        best = (None, -np.inf, 0)
-        for L in _cycle_lags(ac, lo, hi, self.lags):  # each candidate cycle length decoded: the likeliest path wins
+        paths = []  # (states, score, lag): each candidate cycle length decoded, the likeliest path wins
+        for L in _cycle_lags(ac, lo, hi, self.lags):
             mean, sd = self.state_durations(L / rate)
-            st, score = hsmm_decode(E, mean * rate, np.maximum(self.sd_scale * sd * rate, 0.5))
-            best = max(best, (st, score, L), key=lambda b: b[1])
-        st, _, L = best
+            paths.append((*hsmm_decode(E, mean * rate, np.maximum(self.sd_scale * sd * rate, 0.5)), L))
+        st, _, L = max(paths, key=lambda p: p[1])
         ev = {0: [], 2: []}
         edge = np.flatnonzero(np.diff(np.r_[-1, st, -1]) != 0)
         for a, b in zip(edge[:-1], edge[1:]):

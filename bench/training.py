@@ -19,12 +19,17 @@ the same Keras backend, measured in the same run.
 
     python bench/training.py [--quick] [--data ../shared/data/bmd-hs] [--rounds 6] [--models cnn,crnn] [--profile]
     python bench/training.py --ab TF_ENABLE_ONEDNN_OPTS=0 [--pairs 3] [--models cnn,crnn]
+    python bench/training.py --ab=--block=keras [--pairs 3] [--models cnn,crnn]
 
 --ab KEY=VALUE: a setting that only a fresh process can take (an environment variable TensorFlow reads at import),
 against the package's default, side by side: --pairs pairs of child processes, alternating (default, then KEY=VALUE),
-each running this bench with one timed round per model. Per model it prints the median windows/s of the loop and of
+each running this bench with one timed round per model. --ab=--FLAG=VALUE: the same, with this bench's own flag
+given to the other child instead of an environment variable. Per model it prints the median windows/s of the loop and of
 the bare fit under each, their ratio (default / KEY=VALUE), and each side's share of its own matmul peak, measured in
 its own process (a setting may speed the matrix product too).
+
+--block keras: the models built with the convolution block as it was before the fused batch normalisation (Keras's
+own batch normalisation, the ReLU before the max-pool), for the other side of an --ab; the same function and weights.
 
 --profile: where an epoch's time goes, each stage timed alone on the same batches (median ms per batch of
 `batch_size`, then times the batches of an epoch): drawing and augmenting windows (`augment_windows`, NumPy, as
@@ -231,19 +236,30 @@ def stage_profile(kind, X, Y, groups, cfg, log, batches: int = 30) -> dict:
     }
 
 
+def keras_block(x, filters: int, pool: tuple[int, int], name: str):
+    "The convolution block before the fused batch normalisation: conv → Keras's batch norm → ReLU → max-pool."
+    from keras import layers
+
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.Activation("relu", name=f"{name}_relu")(x)
+    return layers.MaxPooling2D(pool, name=f"{name}_pool")(x)
+
+
 def ab(a) -> None:
-    "The package's default against one environment setting, in alternating child processes; medians and ratios."
+    "The package's default against one environment setting or bench flag, in alternating child processes."
     key, _, value = a.ab.partition("=")
     if not key or not value:
-        sys.exit(f"--ab: expected KEY=VALUE, got {a.ab!r}")
+        sys.exit(f"--ab: expected KEY=VALUE or --FLAG=VALUE, got {a.ab!r}")
     args = [sys.executable, __file__, "--rounds", "1", "--models", a.models] + (["--data", a.data] if a.data else [])
+    flag = [a.ab] if key.startswith("--") else []
     runs = {"default": [], a.ab: []}
     log = lambda s: print(s, flush=True)
     log(f"# bench/training.py --ab {a.ab} --pairs {a.pairs}, {datetime.date.today()}, {os.cpu_count()} CPU cores")
     for i in range(a.pairs):
         for side in runs:
-            env = {**os.environ, key: value} if side == a.ab else os.environ
-            out = subprocess.run(args, env=env, capture_output=True, text=True)
+            env = {**os.environ, key: value} if side == a.ab and not flag else os.environ
+            out = subprocess.run(args + (flag if side == a.ab else []), env=env, capture_output=True, text=True)
             if out.returncode:
                 sys.exit(f"--ab: the {side} child failed: {out.stderr.strip().splitlines()[-1:]}")
             rows = [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
@@ -279,10 +295,15 @@ def main():
     ap.add_argument("--models", default="cnn,crnn")
     ap.add_argument("--profile", action="store_true", help="also: an epoch's time split by stage")
     ap.add_argument("--ab", default=None, metavar="KEY=VALUE", help="the default against this environment setting")
+    ap.add_argument("--block", default="fused", choices=["fused", "keras"], help="keras: the block before the lever")
     ap.add_argument("--pairs", type=int, default=3, help="with --ab: alternating pairs of processes")
     a = ap.parse_args()
     if a.ab:
         return ab(a)
+    if a.block == "keras":
+        import heart_nb.models
+
+        heart_nb.models._conv_block = keras_block
     rounds = 3 if a.quick else a.rounds
     import keras
     import numpy as np
@@ -309,6 +330,7 @@ def main():
         f"({cpu}), Python {platform.python_version()}, Keras {keras.__version__} "
         f"({keras.backend.backend()}); BMD-HS {len(man)} recordings, {len(fs.X)} windows {fs.X.shape[1:]}, "
         f"{cfg.train_windows or 'all'} per recording per epoch, batch {cfg.batch_size}; matmul peak {peak:.1f} GFLOP/s"
+        + ("; the block before the fused batch norm" if a.block == "keras" else "")
     )
     out = []
     for kind in a.models.split(","):

@@ -13,16 +13,42 @@ import numpy as np
 from keras import layers, ops
 
 # %% auto #0
-__all__ = ['MODEL_BUILDERS', 'build_cnn', 'AttentionPooling', 'build_crnn', 'build_model', 'masked_binary_crossentropy',
-           'GradientReversal', 'source_adversary', 'custom_objects', 'attention_weights', 'grad_cam']
+__all__ = ['MODEL_BUILDERS', 'FusedBatchNorm', 'build_cnn', 'AttentionPooling', 'build_crnn', 'build_model',
+           'masked_binary_crossentropy', 'GradientReversal', 'source_adversary', 'custom_objects', 'attention_weights',
+           'grad_cam']
+
+# %% ../nbs/04_models.ipynb #7c01a0a7
+@keras.saving.register_keras_serializable(package="heart_nb")
+class FusedBatchNorm(layers.BatchNormalization):
+    "Keras's batch normalisation, whose training step on TensorFlow is one fused kernel: the same maths, faster."
+
+    def _fusable(self, inputs, training, mask) -> bool:
+        "True where TensorFlow's fused kernel computes exactly this layer's training step."
+        plain = self.scale and self.center and not (self.renorm or self.synchronized) and mask is None
+        on_tf = keras.backend.backend() == "tensorflow" and keras.backend.standardize_dtype(inputs.dtype) == "float32"
+        return bool(training and self.trainable and plain and on_tf and len(inputs.shape) == 4 and self.axis in (-1, 3))
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, training, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf  # the TensorFlow backend (checked above)
+
+        fused = tf.compat.v1.nn.fused_batch_norm
+        y, mean, var = fused(inputs, self.gamma, self.beta, epsilon=self.epsilon, is_training=True)
+        n = tf.cast(tf.size(inputs) // tf.shape(inputs)[-1], var.dtype)
+        var = var * (n - 1) / n  # the kernel returns the unbiased variance; Keras averages the batch's own
+        m = self.momentum
+        self.moving_mean.assign(self.moving_mean * m + mean * (1 - m))
+        self.moving_variance.assign(self.moving_variance * m + var * (1 - m))
+        return y
 
 # %% ../nbs/04_models.ipynb #3cf0e559
 def _conv_block(x, filters: int, pool: tuple[int, int], name: str):
-    "Conv 3×3 → batch norm → ReLU → max-pool."
+    "Conv 3×3 → batch norm → max-pool → ReLU (the ReLU after the pool: the same values, a quarter of the work)."
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
-    x = layers.Activation("relu", name=f"{name}_relu")(x)
-    return layers.MaxPooling2D(pool, name=f"{name}_pool")(x)
+    x = FusedBatchNorm(name=f"{name}_bn")(x)
+    x = layers.MaxPooling2D(pool, name=f"{name}_pool")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
 def _input(cfg: HeartConfig, builder: str, n_classes: int, multilabel: bool):
@@ -148,7 +174,8 @@ def source_adversary(net: keras.Model, n_sources: int, cfg: HeartConfig) -> kera
 # %% ../nbs/04_models.ipynb #cc8989a4
 def custom_objects() -> dict:
     "The package's custom layer and loss by their registered names: `keras.models.load_model(..., custom_objects=...)`."
-    return {keras.saving.get_registered_name(o): o for o in (AttentionPooling, masked_binary_crossentropy)}
+    objs = (AttentionPooling, FusedBatchNorm, masked_binary_crossentropy)
+    return {keras.saving.get_registered_name(o): o for o in objs}
 
 # %% ../nbs/04_models.ipynb #17ee2442
 def attention_weights(model: keras.Model, X: np.ndarray) -> np.ndarray:

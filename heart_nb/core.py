@@ -10,7 +10,9 @@ import dataclasses
 import json
 import os
 import random
+import sys
 import uuid
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import numpy as np
 
 # TensorFlow reads these when it is first imported: no CPU-feature banner, Keras on TensorFlow by default, and
 # oneDNN's kernels on every x86 CPU (TensorFlow turns them on by itself only where it finds AVX-512 VNNI or AMX)
+_TF_FIRST = "tensorflow" in sys.modules and "TF_ENABLE_ONEDNN_OPTS" not in os.environ  # too late to ask for oneDNN
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
@@ -295,3 +298,22 @@ def quiet_keras() -> None:
 
         keras.layers.Dense(1)(np.zeros((1, 1), np.float32))
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # nor its retracing warnings later
+
+# %% ../nbs/00_core.ipynb #778d5e13
+def _onednn_missed() -> bool:
+    "True when TensorFlow was imported before heart_nb, nobody asked for oneDNN, and it runs without it."
+    if not _TF_FIRST:
+        return False
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # TensorFlow's own answer; private, so guarded
+    except ImportError:
+        return False
+    return not _pywrap_util_port.IsMklEnabled()
+
+
+if _onednn_missed():
+    warnings.warn(
+        "heart_nb: TensorFlow was imported before heart_nb, so oneDNN stays off and training runs up to 3x slower on"
+        " this CPU; import heart_nb first, or set TF_ENABLE_ONEDNN_OPTS=1 before Python starts",
+        stacklevel=2,
+    )

@@ -1,10 +1,11 @@
 """A training lever's cross-validation against the shipped recipe's, on the same folds and patients.
 
 Both folders are network cross-validations of bench/accuracy.py (multilabel, the same folds and seeds; the lever's
-run with `--set ...`). For the network alone, and with the baseline as the shipped pair (the mean of their
-probabilities, thresholds refitted on validation): patient lesion macro-AUROC and -F1 over AS, AR, MR, MS (mean over
-folds) and their difference to the reference, with a paired 95 % CI (--boot resamples of patients within folds, the
-same patients drawn for both). Then the price: each fold's training seconds, epochs run and best epoch.
+run with `--set ...`, or the same configuration on changed code). For the network alone, and with the baseline as
+the shipped pair (the mean of their probabilities, thresholds refitted on validation): patient lesion macro-AUROC
+and -F1 over AS, AR, MR, MS (mean over folds) and their difference to the reference, with a paired 95 % CI (--boot
+resamples of patients within folds, the same patients drawn for both). Then the price: each fold's training
+seconds, epochs run and best epoch.
 
     python bench/lever.py --lever bench/_accuracy_fast/multilabel_cnn --name "decay 28, patience 5" \
         [--ref bench/_accuracy/multilabel_cnn] [--baseline bench/_accuracy/multilabel_baseline] [--boot 500] \
@@ -75,7 +76,8 @@ def main():
         "",
         __doc__.split("\n\n")[1].replace("\n", " "),
         "",
-        "Configuration, reference -> lever: " + ", ".join(f"`{k}` {x} -> {y}" for k, (x, y) in diff.items()),
+        "Configuration, reference -> lever: "
+        + (", ".join(f"`{k}` {x} -> {y}" for k, (x, y) in diff.items()) or "the same (the code changed)."),
         "",
         md(T.rename(columns={"d_auroc": "AUROC - reference [95 % CI]", "d_f1": "F1 - reference [95 % CI]"})),
         "",

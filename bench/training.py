@@ -212,7 +212,7 @@ def stage_profile(kind, X, Y, groups, cfg, log, batches: int = 30) -> dict:
     n_train = sum(min(cfg.train_windows or 10**9, c) for c in np.bincount(groups) if c)
     n_val = int(0.15 * len(X))
     xv = std(X[:n_val])
-    model.predict(xv[:256], batch_size=256, verbose=0)
+    model.predict(xv, batch_size=256, verbose=0)  # traced for both batch shapes (256 and the rest), as after epoch 1
     t = time.perf_counter()
     model.predict(xv, batch_size=256, verbose=0)
     val_s = time.perf_counter() - t
@@ -255,7 +255,7 @@ def ab(a) -> None:
     flag = [a.ab] if key.startswith("--") else []
     runs = {"default": [], a.ab: []}
     log = lambda s: print(s, flush=True)
-    log(f"# bench/training.py --ab {a.ab} --pairs {a.pairs}, {datetime.date.today()}, {os.cpu_count()} CPU cores")
+    log(f"# bench/training.py --ab={a.ab} --pairs {a.pairs}, {datetime.date.today()}, {os.cpu_count()} CPU cores")
     for i in range(a.pairs):
         for side in runs:
             env = {**os.environ, key: value} if side == a.ab and not flag else os.environ

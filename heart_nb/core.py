@@ -299,7 +299,7 @@ def quiet_keras() -> None:
         keras.layers.Dense(1)(np.zeros((1, 1), np.float32))
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # nor its retracing warnings later
 
-# %% ../nbs/00_core.ipynb #778d5e13
+# %% ../nbs/00_core.ipynb #633938b2
 def _onednn_missed() -> bool:
     "True when TensorFlow was imported before heart_nb, nobody asked for oneDNN, and it runs without it."
     if not _TF_FIRST:

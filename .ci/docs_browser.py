@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from browser import browse, find_chromium, serve  # noqa: E402
+from browser import BrowserHung, browse, find_chromium, serve  # noqa: E402
 
 PROBE = (
     "<script>window.addEventListener('load', () => { const im = [...document.images]; document.body.setAttribute("
@@ -41,9 +41,13 @@ def main() -> None:
     with serve(site) as base:
         for p in pages:
             url = f"{base}/{p.name}"
-            dom = browse(chromium, url, "--dump-dom", budget_ms=10000)
             shot = out / "screens" / f"{p.stem}.png"
-            browse(chromium, url, "--window-size=1200,1400", f"--screenshot={shot}", budget_ms=10000)
+            try:
+                dom = browse(chromium, url, "--dump-dom", budget_ms=10000)
+                browse(chromium, url, "--window-size=1200,1400", f"--screenshot={shot}", budget_ms=10000)
+            except BrowserHung as e:
+                problems.append(f"{p.name}: {e}")
+                continue
             title = re.search(r"<title>(.*?)</title>", dom, re.S)
             heads = len(re.findall(r"<h[12][\s>]", dom))
             imgs = re.search(r'data-images="(\d+)/(\d+)"', dom)

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from browser import browse, find_chromium, serve  # noqa: E402
+from browser import BrowserHung, browse, find_chromium, serve  # noqa: E402
 
 PROBE = (
     "<script>window.__errors=[];window.addEventListener('error',e=>window.__errors.push(String(e.message||"
@@ -83,7 +83,11 @@ def main() -> None:
         p.write_text(text.replace("<head>", "<head>" + PROBE, 1))  # the probe goes into the served copy only
     with serve(pages_dir) as base:
         for p in pages:
-            dom = browse(chromium, f"{base}/{p.name}", "--dump-dom", budget_ms=10000)
+            try:
+                dom = browse(chromium, f"{base}/{p.name}", "--dump-dom", budget_ms=10000)
+            except BrowserHung as e:
+                problems.append(f"{p.name}: {e}")
+                continue
             imgs = re.search(r'data-images="(\d+)/(\d+)"', dom)
             errs = re.search(r'data-errors="([^"]*)"', dom)
             verdict = re.search(r'<span id="verdict">([^<]+)</span>', dom)
@@ -99,13 +103,16 @@ def main() -> None:
             if "not a medical device" not in dom:
                 problems.append(f"{p.name}: no research-tool notice")
             print(f"{p.name}: verdict {verdict.group(1) if verdict else '?'}, images {imgs.group(1)}/{imgs.group(2)}")
-        browse(
-            chromium,
-            f"{base}/{pages[0].name}",
-            "--window-size=1100,2400",
-            f"--screenshot={out / 'report.png'}",
-            budget_ms=10000,
-        )
+        try:
+            browse(
+                chromium,
+                f"{base}/{pages[0].name}",
+                "--window-size=1100,2400",
+                f"--screenshot={out / 'report.png'}",
+                budget_ms=10000,
+            )
+        except BrowserHung as e:
+            problems.append(f"screenshot: {e}")
     if problems:
         fail("; ".join(problems))
     print(

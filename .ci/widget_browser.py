@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from browser import browse, find_chromium, serve  # noqa: E402
+from browser import BrowserHung, browse, find_chromium, serve  # noqa: E402
 
 CDN = {
     "https://cdnjs.cloudflare.com/ajax/libs/require.js/2.1.10/require.min.js": "require.js",
@@ -147,8 +147,11 @@ def main() -> None:
     shutil.copytree(wm["fonts"], work / "@jupyter-widgets" / "html-manager" / "dist")
     with serve(work) as base:
         url = f"{base}/panel.html"
-        dom = browse(chromium, url, "--dump-dom")
-        browse(chromium, url, "--window-size=1100,1000", f"--screenshot={out / 'panel.png'}")
+        try:
+            dom = browse(chromium, url, "--dump-dom")
+            browse(chromium, url, "--window-size=1100,1000", f"--screenshot={out / 'panel.png'}")
+        except BrowserHung as e:
+            fail(str(e))
     (out / "panel_dom.html").write_text(dom)
     panel = dom[dom.find("widget-vbox") :]
     checks = {

@@ -103,9 +103,17 @@ def fold_lesion_macro(r, pick: dict | None = None) -> float:
 
 
 def config_with(cfg, sets: list[str]):
-    "`cfg` with each KEY=VALUE of `sets` (a lever's HeartConfig fields; tuples as comma lists), and a folder tag."
+    """`cfg` with each KEY=VALUE of `sets` (a lever's HeartConfig fields), and a folder tag.
+
+    A value takes the field's type: 'true'/'false' or 1/0 for a flag, a comma list for a tuple (conv_filters=32,64)."""
     for kv in sets:
         k, v = kv.split("=", 1)
         cur = getattr(cfg, k)
-        cfg = cfg.replace(**{k: type(cur)(v) if not isinstance(cur, tuple) else tuple(map(type(cur[0]), v.split(",")))})
+        if isinstance(cur, bool):
+            val = v.lower() in ("1", "true", "yes")
+        elif isinstance(cur, tuple):
+            val = tuple(map(type(cur[0]), v.split(",")))
+        else:
+            val = type(cur)(v)
+        cfg = cfg.replace(**{k: val})
     return cfg, "".join(f"__{kv.replace('=', '_')}" for kv in sets)

@@ -20,6 +20,7 @@ the same Keras backend, measured in the same run.
     python bench/training.py [--quick] [--data ../shared/data/bmd-hs] [--rounds 6] [--models cnn,crnn] [--profile]
     python bench/training.py --ab TF_ENABLE_ONEDNN_OPTS=0 [--pairs 3] [--models cnn,crnn]
     python bench/training.py --ab=--block=keras [--pairs 3] [--models cnn,crnn]
+    python bench/training.py --ab=--jit=on | --ab=--set=batch_size=64 [--pairs 3] [--models cnn,crnn]
 
 --ab KEY=VALUE: a setting that only a fresh process can take (an environment variable TensorFlow reads at import),
 against the package's default, side by side: --pairs pairs of child processes, alternating (default, then KEY=VALUE),
@@ -27,6 +28,9 @@ each running this bench with one timed round per model. --ab=--FLAG=VALUE: the s
 given to the other child instead of an environment variable. Per model it prints the median windows/s of the loop and of
 the bare fit under each, their ratio (default / KEY=VALUE), and each side's share of its own matmul peak, measured in
 its own process (a setting may speed the matrix product too).
+
+--set KEY=VALUE: a HeartConfig field changed (repeatable; one in an --ab). --jit on: every model compiled with XLA
+(`jit_compile=True`), the loop's and the bare fit's alike.
 
 --block keras: the models built with the convolution block as it was before the fused batch normalisation (Keras's
 own batch normalisation, the ReLU before the max-pool), for the other side of an --ab; the same function and weights.
@@ -56,6 +60,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from common import config_with  # noqa: E402
+
 import heart_nb.core  # noqa: E402, F401  (first: TensorFlow's environment, oneDNN included, before it loads)
 
 
@@ -297,6 +303,8 @@ def main():
     ap.add_argument("--ab", default=None, metavar="KEY=VALUE", help="the default against this environment setting")
     ap.add_argument("--block", default="fused", choices=["fused", "keras"], help="keras: the block before the lever")
     ap.add_argument("--pairs", type=int, default=3, help="with --ab: alternating pairs of processes")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a HeartConfig field")
+    ap.add_argument("--jit", default="off", choices=["off", "on"], help="on: every model compiled with XLA")
     a = ap.parse_args()
     if a.ab:
         return ab(a)
@@ -304,6 +312,11 @@ def main():
         import heart_nb.models
 
         heart_nb.models._conv_block = keras_block
+    if a.jit == "on":
+        import keras
+
+        compile_ = keras.Model.compile
+        keras.Model.compile = lambda self, *args, **kw: compile_(self, *args, **{**kw, "jit_compile": True})
     rounds = 3 if a.quick else a.rounds
     import keras
     import numpy as np
@@ -316,7 +329,7 @@ def main():
     data = Path(a.data) if a.data else find_bmdhs()
     if data is None:
         sys.exit("BMD-HS not found: pass --data or set HEART_NB_BMDHS")
-    cfg = HeartConfig()
+    cfg = config_with(HeartConfig(), a.set)[0]
     work = Path("bench/_training")
     work.mkdir(parents=True, exist_ok=True)
     man, _ = map_dataset(data / "BMD-HS_Data_Annotation.xlsx", data / "audio", work / "manifest.csv")
@@ -331,6 +344,8 @@ def main():
         f"({keras.backend.backend()}); BMD-HS {len(man)} recordings, {len(fs.X)} windows {fs.X.shape[1:]}, "
         f"{cfg.train_windows or 'all'} per recording per epoch, batch {cfg.batch_size}; matmul peak {peak:.1f} GFLOP/s"
         + ("; the block before the fused batch norm" if a.block == "keras" else "")
+        + ("; XLA (jit_compile)" if a.jit == "on" else "")
+        + "".join(f"; {kv}" for kv in a.set)
     )
     out = []
     for kind in a.models.split(","):

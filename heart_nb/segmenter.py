@@ -78,24 +78,45 @@ def _duration_logs(mean: np.ndarray, sd: np.ndarray, D: int) -> tuple[np.ndarray
     return np.log(np.maximum(pmf, 1e-12)), np.log(np.maximum(norm.sf(d - 0.5, mean, sd), 1e-12))
 
 
+def _hsmm_forward(cum: np.ndarray, LD: np.ndarray, LS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "The HSMM's forward pass over cumulative log scores `cum` (frames + 1, 4): best scores by next state, durations."
+    T, D = cum.shape[0] - 1, LD.shape[0]
+    start = np.full((T + 1, 4), -np.inf)  # best score of a path whose next segment of state j starts at frame s
+    start[0] = np.log(0.25)
+    back = np.zeros((T, 4), np.int64)  # the best duration of a segment of state j that ends at frame t
+    for t in range(T):
+        for j in range(4):
+            best, arg = -np.inf, 0
+            for d in range(min(D, t + 1)):  # a segment of d + 1 frames, from frame s = t - d to t
+                s = t - d
+                dl = LS[d, j] if t == T - 1 or s == 0 else LD[d, j]  # the first or last may be cut by an end
+                v = start[s, j] + (cum[t + 1, j] - cum[s, j]) + dl
+                if v > best:  # the shortest of equal scores, as np.argmax
+                    best, arg = v, d
+            back[t, j] = arg + 1
+            start[t + 1, (j + 1) % 4] = best  # the heart's order: S1, systole, S2, diastole, S1 ...
+    return start, back
+
+
+@functools.cache
+def _hsmm_forward_compiled():
+    "`_hsmm_forward` compiled by numba (librosa's own compiler), kept on disk: compiled once, then loaded per process."
+    import numba
+
+    try:
+        return numba.njit(cache=True)(_hsmm_forward)
+    except RuntimeError:  # no writable cache folder: compiled in memory, each process
+        return numba.njit(_hsmm_forward)
+
+
 def hsmm_decode(E: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, float]:
     "The best state (0-3: S1, systole, S2, diastole) per frame for log scores `E` (frames, 4), and the path's score."
     T = len(E)
     D = int(np.ceil(np.max(mean + 4 * sd))) + 2
     LD, LS = _duration_logs(mean, sd, D)
-    cum = np.vstack([np.zeros(4), np.cumsum(E, 0)])
+    cum = np.vstack([np.zeros(4), np.cumsum(np.asarray(E, np.float64), 0)])
+    start, back = _hsmm_forward_compiled()(cum, LD, LS)
     prev = np.array([3, 0, 1, 2])  # the state before each: the heart's order
-    start = np.full((T + 1, 4), -np.inf)  # best score of a path whose next segment of state j starts at frame s
-    start[0] = np.log(0.25)
-    back = np.zeros((T, 4), np.int64)
-    for t in range(T):
-        k = min(D, t + 1)
-        s = t - np.arange(k)  # where a segment ending at t starts, for durations 1..k
-        dur = LS[:k] if t == T - 1 else LD[:k]  # the last segment may be cut by the end
-        v = start[s] + (cum[t + 1] - cum[s]) + np.where((s == 0)[:, None], LS[:k], dur)  # the first, by the start
-        best = np.argmax(v, 0)
-        back[t] = best + 1
-        start[t + 1] = v[best, np.arange(4)][prev]
     end = start[T][[1, 2, 3, 0]]  # start[T] is indexed by the *next* state: the last is its prev
     j = int(np.argmax(end))
     states = np.empty(T, np.int64)

@@ -30,11 +30,12 @@ import argparse
 import itertools
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
 
-from common import machine, md
+from common import config_with, machine, md
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -59,19 +60,6 @@ def f1_ceiling(res) -> str:
         f"fold's ~{len(d) // res.predictions.fold.nunique()} test patients reach {per_fold:.3f}. A rule fitted on "
         "training patients cannot be expected to beat the pooled oracle: F1 needs a better ranking (AUROC)."
     )
-
-
-def parse_value(key: str, text: str):
-    "A --set value as the type of the HeartConfig field `key` ('true'/'false' or 1/0 for a flag; commas for a tuple)."
-    from heart_nb.core import HeartConfig
-
-    old = getattr(HeartConfig(), key)
-    kind = type(old)
-    if kind is bool:
-        return text.lower() in ("1", "true", "yes")
-    if kind is tuple:
-        return tuple(type(old[0])(v) for v in text.split(","))  # e.g. conv_filters=32,64,128
-    return kind(text)
 
 
 def fold_info(r) -> dict:
@@ -113,8 +101,7 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     res_dir = Path(a.results)
     res_dir.mkdir(parents=True, exist_ok=True)
-    over = dict(kv.split("=", 1) for kv in a.set)
-    cfg = HeartConfig(folds=a.folds).replace(**{k: parse_value(k, v) for k, v in over.items()})
+    cfg = config_with(HeartConfig(folds=a.folds), a.set)[0]
     box = machine()
     man, _ = map_dataset(data / "BMD-HS_Data_Annotation.xlsx", data / "audio", work / "manifest.csv")
     t = time.time()
@@ -185,6 +172,7 @@ def main():
         f"{cfg.decay_epochs}), "
         f"at most {cfg.epochs} epochs.",
         "",
+        f"Command: `python bench/accuracy.py {shlex.join(sys.argv[1:])}`. "
         f"Machine: {box}. Features {t_feat:.0f} s; training and prediction summed over all folds and models "
         f"{sum(sum(f['seconds'] for f in r.folds) for (t_, m_), r in results.items() if '+' not in m_) / 60:.0f} min; "
         "this invocation "

@@ -3,9 +3,12 @@
 A script run as `python bench/X.py` has bench/ on its import path already, so `from common import ...` needs nothing.
 """
 
+import sys
+
 import numpy as np
 
 import heart_nb.core  # noqa: F401  (first: TensorFlow's environment, oneDNN included, before any script loads it)
+from heart_nb.core import HeartError
 
 
 def md(df) -> str:
@@ -107,13 +110,18 @@ def config_with(cfg, sets: list[str]):
 
     A value takes the field's type: 'true'/'false' or 1/0 for a flag, a comma list for a tuple (conv_filters=32,64)."""
     for kv in sets:
-        k, v = kv.split("=", 1)
+        k, eq, v = kv.partition("=")
+        if not eq or not hasattr(cfg, k):
+            sys.exit(f"--set {kv}: expected KEY=VALUE with KEY a HeartConfig field (e.g. batch_size=64)")
         cur = getattr(cfg, k)
-        if isinstance(cur, bool):
-            val = v.lower() in ("1", "true", "yes")
-        elif isinstance(cur, tuple):
-            val = tuple(map(type(cur[0]), v.split(",")))
-        else:
-            val = type(cur)(v)
-        cfg = cfg.replace(**{k: val})
+        try:
+            if isinstance(cur, bool):
+                val = v.lower() in ("1", "true", "yes")
+            elif isinstance(cur, tuple):
+                val = tuple(map(type(cur[0]), v.split(",")))
+            else:
+                val = type(cur)(v)
+            cfg = cfg.replace(**{k: val})
+        except (ValueError, HeartError) as e:
+            sys.exit(f"--set {kv}: {e}")
     return cfg, "".join(f"__{kv.replace('=', '_')}" for kv in sets)

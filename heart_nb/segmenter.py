@@ -108,7 +108,7 @@ def _hsmm_forward_compiled():
     except RuntimeError:  # no writable cache folder: compiled in memory, each process
         return numba.njit(_hsmm_forward)
 
-
+# %% ../nbs/06bb_segmenter.ipynb #3d2d53c8
 def hsmm_decode(E: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, float]:
     "The best state (0-3: S1, systole, S2, diastole) per frame for log scores `E` (frames, 4), and the path's score."
     T = len(E)

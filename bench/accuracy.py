@@ -14,13 +14,14 @@ Headline: lesion_macro_* = macro over AS, AR, MR, MS (N is reported on its own: 
 
     python bench/accuracy.py [--data ../shared/data/bmd-hs] [--folds 5] [--models baseline,cnn,crnn]
                              [--tasks multilabel,multiclass] [--multiclass-models baseline] [--work bench/_accuracy]
-                             [--boot 500] [--set KEY=VALUE ...]
+                             [--boot 500] [--set KEY=VALUE ...] [--block fused|keras|pool_first]
 
 The configuration is the shipped one, `HeartConfig()` (non-overlapping 5 s windows, 64 Mel bands x 126 frames,
 25-800 Hz; the one training recipe of `heart_nb.training.fit_model`: up to 100 epochs, early stopping with patience
 10 after a warm-up + cosine decay over 40 epochs, all windows of every recording each epoch); `--set` overrides any
 field, e.g. `--set train_windows=0 --set decay_epochs=60` (the ablations in the training issue were run this way),
-`--set conv_filters=32,64,128` (a tuple: comma-separated).
+`--set conv_filters=32,64,128` (a tuple: comma-separated). `--block` builds the networks with another convolution
+block (bench/common.BLOCKS), a lever on the code rather than the configuration: give it its own --work.
 
 Resumable: finished folds are read back from --work, an interrupted fold resumes from its last epoch.
 Writes bench/results/accuracy.md, accuracy.json and accuracy.png.
@@ -35,7 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import config_with, machine, md
+from common import BLOCKS, config_with, machine, md, use_block
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -81,6 +82,7 @@ def main():
     ap.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a HeartConfig field (repeatable)"
     )
+    ap.add_argument("--block", default="fused", choices=list(BLOCKS), help="the networks' convolution block (a lever)")
     ap.add_argument("--multiclass-models", default="baseline", help="models cross-validated on the multi-class task")
     a = ap.parse_args()
     import numpy as np
@@ -102,6 +104,7 @@ def main():
     res_dir = Path(a.results)
     res_dir.mkdir(parents=True, exist_ok=True)
     cfg = config_with(HeartConfig(folds=a.folds), a.set)[0]
+    block = use_block(a.block)
     box = machine()
     man, _ = map_dataset(data / "BMD-HS_Data_Annotation.xlsx", data / "audio", work / "manifest.csv")
     t = time.time()
@@ -135,7 +138,7 @@ def main():
                 e = ensemble([results[(task, k)] for k in combo])
                 results[(task, e.model)] = e
                 rows += [{**q, "machine": box} for q in cv_rows(e, a.boot)]
-    shipped_cfg = cfg == HeartConfig(folds=a.folds)  # a --set run is an ablation, never the shipped model
+    shipped_cfg = cfg == HeartConfig(folds=a.folds) and a.block == "fused"  # a lever's run is never the shipped one
     for q in rows:
         q["shipped"] = shipped_cfg and q["task"] == "multilabel" and q["model"] == SHIPPED
     (res_dir / "accuracy.json").write_text(json.dumps(rows, indent=1))
@@ -170,7 +173,7 @@ def main():
         f"{cfg.min_lr_frac:g}x by epoch "
         f"{cfg.decay_epochs}, early stopping (patience {cfg.patience}, min_delta {cfg.min_delta:g}, not before epoch "
         f"{cfg.decay_epochs}), "
-        f"at most {cfg.epochs} epochs.",
+        f"at most {cfg.epochs} epochs" + (f"; {block}." if block else "."),
         "",
         f"Command: `python bench/accuracy.py {shlex.join(sys.argv[1:])}`. "
         f"Machine: {box}. Features {t_feat:.0f} s; training and prediction summed over all folds and models "
@@ -188,7 +191,8 @@ def main():
             + (
                 'its rows carry `"shipped": true` in accuracy.json.'
                 if shipped_cfg
-                else f"this run overrides its configuration ({', '.join(a.set)}), so no row is marked shipped."
+                else f"this run overrides its configuration ({', '.join(a.set + [block][: bool(block)])}), so no row "
+                "is marked shipped."
             ),
             "",
         ]

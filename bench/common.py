@@ -125,3 +125,42 @@ def config_with(cfg, sets: list[str]):
         except (ValueError, HeartError) as e:
             sys.exit(f"--set {kv}: {e}")
     return cfg, "".join(f"__{kv.replace('=', '_')}" for kv in sets)
+
+
+def keras_block(x, filters: int, pool: tuple[int, int], name: str):
+    "The convolution block before the fused batch normalisation: conv → Keras's batch norm → ReLU → max-pool."
+    from keras import layers
+
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.Activation("relu", name=f"{name}_relu")(x)
+    return layers.MaxPooling2D(pool, name=f"{name}_pool")(x)
+
+
+def pool_first_block(x, filters: int, pool: tuple[int, int], name: str):
+    "A lever, another function: conv → max-pool → fused batch norm → ReLU (the norm on a quarter of the values)."
+    from keras import layers
+
+    from heart_nb.models import FusedBatchNorm
+
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.MaxPooling2D(pool, name=f"{name}_pool")(x)
+    x = FusedBatchNorm(name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+BLOCKS = {"fused": None, "keras": keras_block, "pool_first": pool_first_block}
+BLOCK_WORDS = {
+    "fused": "",
+    "keras": "the block before the fused batch norm",
+    "pool_first": "the pool-first block (conv, max-pool, batch norm, ReLU)",
+}
+
+
+def use_block(name: str) -> str:
+    "Builds every model with the convolution block `name` of `BLOCKS` ('fused': the package's own); its words."
+    if BLOCKS[name] is not None:
+        import heart_nb.models
+
+        heart_nb.models._conv_block = BLOCKS[name]
+    return BLOCK_WORDS[name]

@@ -19,8 +19,9 @@ the same Keras backend, measured in the same run.
 
     python bench/training.py [--quick] [--data ../shared/data/bmd-hs] [--rounds 6] [--models cnn,crnn] [--profile]
     python bench/training.py --ab TF_ENABLE_ONEDNN_OPTS=0 [--pairs 3] [--models cnn,crnn]
-    python bench/training.py --ab=--block=keras [--pairs 3] [--models cnn,crnn]
+    python bench/training.py --ab=--block=keras | --ab=--block=pool_first [--pairs 3] [--models cnn,crnn]
     python bench/training.py --ab=--jit=on | --ab=--set=batch_size=64 [--pairs 3] [--models cnn,crnn]
+    python bench/training.py --ab TF_NUM_INTRAOP_THREADS=1 --together 2 [--pairs 3] [--models cnn,crnn]
 
 --ab KEY=VALUE: a setting that only a fresh process can take (an environment variable TensorFlow reads at import),
 against the package's default, side by side: --pairs pairs of child processes, alternating (default, then KEY=VALUE),
@@ -29,11 +30,17 @@ given to the other child instead of an environment variable. Per model it prints
 the bare fit under each, their ratio (default / KEY=VALUE), and each side's share of its own matmul peak, measured in
 its own process (a setting may speed the matrix product too).
 
+--together N (with --ab): the setting's side is N child processes at once, e.g. two models trained side by side on
+one core each (TF_NUM_INTRAOP_THREADS=1, as two folds of a cross-validation could be) against one on both cores:
+their windows/s are summed, and their share is of the default's matmul peak in the same pair.
+
 --set KEY=VALUE: a HeartConfig field changed (repeatable; one in an --ab). --jit on: every model compiled with XLA
 (`jit_compile=True`), the loop's and the bare fit's alike.
 
 --block keras: the models built with the convolution block as it was before the fused batch normalisation (Keras's
 own batch normalisation, the ReLU before the max-pool), for the other side of an --ab; the same function and weights.
+--block pool_first: conv → max-pool → batch norm → ReLU, a lever that changes the function (the norm's statistics
+are the pooled values'), so it is kept only if bench/accuracy.py --block pool_first holds the CV's accuracy.
 
 --profile: where an epoch's time goes, each stage timed alone on the same batches (median ms per batch of
 `batch_size`, then times the batches of an epoch): drawing and augmenting windows (`augment_windows`, NumPy, as
@@ -58,9 +65,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from subprocess import PIPE
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from common import config_with  # noqa: E402
+from common import BLOCKS, config_with, use_block  # noqa: E402
 
 import heart_nb.core  # noqa: E402, F401  (first: TensorFlow's environment, oneDNN included, before it loads)
 
@@ -242,16 +250,6 @@ def stage_profile(kind, X, Y, groups, cfg, log, batches: int = 30) -> dict:
     }
 
 
-def keras_block(x, filters: int, pool: tuple[int, int], name: str):
-    "The convolution block before the fused batch normalisation: conv → Keras's batch norm → ReLU → max-pool."
-    from keras import layers
-
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
-    x = layers.Activation("relu", name=f"{name}_relu")(x)
-    return layers.MaxPooling2D(pool, name=f"{name}_pool")(x)
-
-
 def ab(a) -> None:
     "The package's default against one environment setting or bench flag, in alternating child processes."
     key, _, value = a.ab.partition("=")
@@ -261,14 +259,34 @@ def ab(a) -> None:
     flag = [a.ab] if key.startswith("--") else []
     runs = {"default": [], a.ab: []}
     log = lambda s: print(s, flush=True)
-    log(f"# bench/training.py --ab={a.ab} --pairs {a.pairs}, {datetime.date.today()}, {os.cpu_count()} CPU cores")
+    both = f" --together {a.together}" if a.together > 1 else ""
+    log(f"# bench/training.py --ab={a.ab}{both} --pairs {a.pairs}, {datetime.date.today()}, {os.cpu_count()} CPU cores")
     for i in range(a.pairs):
         for side in runs:
             env = {**os.environ, key: value} if side == a.ab and not flag else os.environ
-            out = subprocess.run(args + (flag if side == a.ab else []), env=env, capture_output=True, text=True)
-            if out.returncode:
-                sys.exit(f"--ab: the {side} child failed: {out.stderr.strip().splitlines()[-1:]}")
-            rows = [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
+            n = a.together if side == a.ab else 1
+            kids = [
+                subprocess.Popen(args + (flag if side == a.ab else []), env=env, stdout=PIPE, stderr=PIPE, text=True)
+                for _ in range(n)
+            ]
+            outs = [(k.communicate(), k.returncode) for k in kids]
+            for (_, err), rc in outs:
+                if rc:
+                    sys.exit(f"--ab: the {side} child failed: {err.strip().splitlines()[-1:]}")
+            rows = [[json.loads(x) for x in o.splitlines() if x.startswith("{")] for (o, _), _ in outs]
+            if n > 1:  # side by side: the machine's throughput is the sum, its peak the default's of this pair
+                peak = {m: r["peak_gflops_per_s"] for m, r in runs["default"][-1].items()}
+                rows = [
+                    {
+                        "model": r0["model"],
+                        **{k: sum(r[j][k] for r in rows) for k in ("loop_windows_per_s", "bare_fit_windows_per_s")},
+                        "gflops_per_s": sum(r[j]["gflops_per_s"] for r in rows),
+                        "peak_gflops_per_s": peak[r0["model"]],
+                    }
+                    for j, r0 in enumerate(rows[0])
+                ]
+            else:
+                rows = rows[0]
             runs[side].append({r["model"]: r for r in rows})
             log(f"  pair {i} {side:>24s}: " + ", ".join(f"{r['model']} {r['loop_windows_per_s']:.0f}" for r in rows))
     out = []
@@ -301,17 +319,15 @@ def main():
     ap.add_argument("--models", default="cnn,crnn")
     ap.add_argument("--profile", action="store_true", help="also: an epoch's time split by stage")
     ap.add_argument("--ab", default=None, metavar="KEY=VALUE", help="the default against this environment setting")
-    ap.add_argument("--block", default="fused", choices=["fused", "keras"], help="keras: the block before the lever")
+    ap.add_argument("--block", default="fused", choices=list(BLOCKS), help="keras: the block before the fused one")
     ap.add_argument("--pairs", type=int, default=3, help="with --ab: alternating pairs of processes")
+    ap.add_argument("--together", type=int, default=1, help="with --ab: the setting's side as N processes at once")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a HeartConfig field")
     ap.add_argument("--jit", default="off", choices=["off", "on"], help="on: every model compiled with XLA")
     a = ap.parse_args()
     if a.ab:
         return ab(a)
-    if a.block == "keras":
-        import heart_nb.models
-
-        heart_nb.models._conv_block = keras_block
+    block = use_block(a.block)
     if a.jit == "on":
         import keras
 
@@ -343,7 +359,7 @@ def main():
         f"({cpu}), Python {platform.python_version()}, Keras {keras.__version__} "
         f"({keras.backend.backend()}); BMD-HS {len(man)} recordings, {len(fs.X)} windows {fs.X.shape[1:]}, "
         f"{cfg.train_windows or 'all'} per recording per epoch, batch {cfg.batch_size}; matmul peak {peak:.1f} GFLOP/s"
-        + ("; the block before the fused batch norm" if a.block == "keras" else "")
+        + (f"; {block}" if block else "")
         + ("; XLA (jit_compile)" if a.jit == "on" else "")
         + "".join(f"; {kv}" for kv in a.set)
     )

@@ -127,7 +127,7 @@ def config_with(cfg, sets: list[str]):
     return cfg, "".join(f"__{kv.replace('=', '_')}" for kv in sets)
 
 
-def keras_block(x, filters: int, pool: tuple[int, int], name: str):
+def keras_block(x, filters: int, pool: tuple[int, int], name: str, pool_first: bool = False):
     "The convolution block before the fused batch normalisation: conv → Keras's batch norm → ReLU → max-pool."
     from keras import layers
 
@@ -137,30 +137,34 @@ def keras_block(x, filters: int, pool: tuple[int, int], name: str):
     return layers.MaxPooling2D(pool, name=f"{name}_pool")(x)
 
 
-def pool_first_block(x, filters: int, pool: tuple[int, int], name: str):
-    "A lever, another function: conv → max-pool → fused batch norm → ReLU (the norm on a quarter of the values)."
-    from keras import layers
+def fused_block(x, filters: int, pool: tuple[int, int], name: str, pool_first: bool = False):
+    "The package's block with the norm before the pool in every model (the CNN's before it pooled first)."
+    from heart_nb.models import _PACKAGE_BLOCK
 
-    from heart_nb.models import FusedBatchNorm
-
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.MaxPooling2D(pool, name=f"{name}_pool")(x)
-    x = FusedBatchNorm(name=f"{name}_bn")(x)
-    return layers.Activation("relu", name=f"{name}_relu")(x)
+    return _PACKAGE_BLOCK(x, filters, pool, name)
 
 
-BLOCKS = {"fused": None, "keras": keras_block, "pool_first": pool_first_block}
+def pool_first_block(x, filters: int, pool: tuple[int, int], name: str, pool_first: bool = False):
+    "The package's block with the pool before the norm in every model (the CNN's own; the CRNN's a lever)."
+    from heart_nb.models import _PACKAGE_BLOCK
+
+    return _PACKAGE_BLOCK(x, filters, pool, name, pool_first=True)
+
+
+BLOCKS = {"package": None, "fused": fused_block, "keras": keras_block, "pool_first": pool_first_block}
 BLOCK_WORDS = {
-    "fused": "",
+    "package": "",
+    "fused": "the fused block, norm before pool, in every model",
     "keras": "the block before the fused batch norm",
-    "pool_first": "the pool-first block (conv, max-pool, batch norm, ReLU)",
+    "pool_first": "the pool-first block (conv, max-pool, batch norm, ReLU) in every model",
 }
 
 
 def use_block(name: str) -> str:
-    "Builds every model with the convolution block `name` of `BLOCKS` ('fused': the package's own); its words."
-    if BLOCKS[name] is not None:
-        import heart_nb.models
+    "Builds every model with the convolution block `name` of `BLOCKS` ('package': the package's own); its words."
+    import heart_nb.models
 
+    heart_nb.models._PACKAGE_BLOCK = getattr(heart_nb.models, "_PACKAGE_BLOCK", heart_nb.models._conv_block)
+    if BLOCKS[name] is not None:
         heart_nb.models._conv_block = BLOCKS[name]
     return BLOCK_WORDS[name]

@@ -19,7 +19,7 @@ the same Keras backend, measured in the same run.
 
     python bench/training.py [--quick] [--data ../shared/data/bmd-hs] [--rounds 6] [--models cnn,crnn] [--profile]
     python bench/training.py --ab TF_ENABLE_ONEDNN_OPTS=0 [--pairs 3] [--models cnn,crnn]
-    python bench/training.py --ab=--block=keras | --ab=--block=pool_first [--pairs 3] [--models cnn,crnn]
+    python bench/training.py --ab=--block=keras | --ab=--block=fused [--pairs 3] [--models cnn,crnn]
     python bench/training.py --ab=--jit=on | --ab=--set=batch_size=64 [--pairs 3] [--models cnn,crnn]
     python bench/training.py --ab TF_NUM_INTRAOP_THREADS=1 --together 2 [--pairs 3] [--models cnn,crnn]
 
@@ -37,10 +37,11 @@ their windows/s are summed, and their share is of the default's matmul peak in t
 --set KEY=VALUE: a HeartConfig field changed (repeatable; one in an --ab). --jit on: every model compiled with XLA
 (`jit_compile=True`), the loop's and the bare fit's alike.
 
---block keras: the models built with the convolution block as it was before the fused batch normalisation (Keras's
-own batch normalisation, the ReLU before the max-pool), for the other side of an --ab; the same function and weights.
---block pool_first: conv → max-pool → batch norm → ReLU, a lever that changes the function (the norm's statistics
-are the pooled values'), so it is kept only if bench/accuracy.py --block pool_first holds the CV's accuracy.
+--block NAME: the models built with another convolution block of bench/common.BLOCKS, for the other side of an
+--ab. keras: the block before the fused batch normalisation (Keras's own batch normalisation, the ReLU before the
+max-pool; the same function and weights). fused: the norm before the pool in every model (the CNN before it pooled
+first; the CRNN's own). pool_first: the pool before the norm in every model (the CNN's own; the CRNN's a lever that
+changes the function, kept only if bench/accuracy.py --block pool_first holds the CV's accuracy).
 
 --profile: where an epoch's time goes, each stage timed alone on the same batches (median ms per batch of
 `batch_size`, then times the batches of an epoch): drawing and augmenting windows (`augment_windows`, NumPy, as
@@ -319,7 +320,7 @@ def main():
     ap.add_argument("--models", default="cnn,crnn")
     ap.add_argument("--profile", action="store_true", help="also: an epoch's time split by stage")
     ap.add_argument("--ab", default=None, metavar="KEY=VALUE", help="the default against this environment setting")
-    ap.add_argument("--block", default="fused", choices=list(BLOCKS), help="keras: the block before the fused one")
+    ap.add_argument("--block", default="package", choices=list(BLOCKS), help="a block of bench/common.BLOCKS")
     ap.add_argument("--pairs", type=int, default=3, help="with --ab: alternating pairs of processes")
     ap.add_argument("--together", type=int, default=1, help="with --ab: the setting's side as N processes at once")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a HeartConfig field")

@@ -43,11 +43,14 @@ class FusedBatchNorm(layers.BatchNormalization):
         return y
 
 # %% ../nbs/04_models.ipynb #3cf0e559
-def _conv_block(x, filters: int, pool: tuple[int, int], name: str):
-    "Conv 3×3 → batch norm → max-pool → ReLU (the ReLU after the pool: the same values, a quarter of the work)."
+def _conv_block(x, filters: int, pool: tuple[int, int], name: str, pool_first: bool = False):
+    "Conv 3×3 → batch norm → max-pool → ReLU; `pool_first`: conv → max-pool → batch norm → ReLU (the CNN's)."
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    if pool_first:
+        x = layers.MaxPooling2D(pool, name=f"{name}_pool")(x)
     x = FusedBatchNorm(name=f"{name}_bn")(x)
-    x = layers.MaxPooling2D(pool, name=f"{name}_pool")(x)
+    if not pool_first:
+        x = layers.MaxPooling2D(pool, name=f"{name}_pool")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
@@ -76,10 +79,10 @@ def _head(x, n_classes: int, multilabel: bool, cfg: HeartConfig):
 
 # %% ../nbs/04_models.ipynb #c1197875
 def build_cnn(cfg: HeartConfig, n_classes: int, multilabel: bool = False) -> keras.Model:
-    "A 2-D CNN over log-Mel windows: conv blocks → average over time → dense → `n_classes` outputs."
+    "A 2-D CNN over log-Mel windows: pool-first conv blocks → average over time → dense → `n_classes` outputs."
     inp = x = _input(cfg, "build_cnn", n_classes, multilabel)
     for i, f in enumerate(cfg.conv_filters):
-        x = _conv_block(x, f, (2, 2), f"block{i + 1}")
+        x = _conv_block(x, f, (2, 2), f"block{i + 1}", pool_first=True)
     x = layers.GlobalAveragePooling1D(name="time_average")(_to_sequence(x))
     return keras.Model(inp, _head(x, n_classes, multilabel, cfg), name="heart_cnn")
 

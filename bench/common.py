@@ -137,22 +137,7 @@ def keras_block(x, filters: int, pool: tuple[int, int], name: str, pool_first: b
     return layers.MaxPooling2D(pool, name=f"{name}_pool")(x)
 
 
-def fused_block(x, filters: int, pool: tuple[int, int], name: str, pool_first: bool = False):
-    "The package's block with the norm before the pool in every model (the CNN's before it pooled first)."
-    from heart_nb.models import _PACKAGE_BLOCK
-
-    return _PACKAGE_BLOCK(x, filters, pool, name)
-
-
-def pool_first_block(x, filters: int, pool: tuple[int, int], name: str, pool_first: bool = False):
-    "The package's block with the pool before the norm in every model (the CNN's own; the CRNN's a lever)."
-    from heart_nb.models import _PACKAGE_BLOCK
-
-    return _PACKAGE_BLOCK(x, filters, pool, name, pool_first=True)
-
-
-BLOCKS = {"package": None, "fused": fused_block, "keras": keras_block, "pool_first": pool_first_block}
-BLOCK_WORDS = {
+BLOCKS = {
     "package": "",
     "fused": "the fused block, norm before pool, in every model",
     "keras": "the block before the fused batch norm",
@@ -164,7 +149,12 @@ def use_block(name: str) -> str:
     "Builds every model with the convolution block `name` of `BLOCKS` ('package': the package's own); its words."
     import heart_nb.models
 
-    heart_nb.models._PACKAGE_BLOCK = getattr(heart_nb.models, "_PACKAGE_BLOCK", heart_nb.models._conv_block)
-    if BLOCKS[name] is not None:
-        heart_nb.models._conv_block = BLOCKS[name]
-    return BLOCK_WORDS[name]
+    own = heart_nb.models._conv_block  # the package's: norm before pool, or pool first where a model asks
+    blocks = {
+        "fused": lambda x, filters, pool, name, pool_first=False: own(x, filters, pool, name),
+        "keras": keras_block,
+        "pool_first": lambda x, filters, pool, name, pool_first=False: own(x, filters, pool, name, pool_first=True),
+    }
+    if name in blocks:
+        heart_nb.models._conv_block = blocks[name]
+    return BLOCKS[name]

@@ -14,7 +14,7 @@ Headline: lesion_macro_* = macro over AS, AR, MR, MS (N is reported on its own: 
 
     python bench/accuracy.py [--data ../shared/data/bmd-hs] [--folds 5] [--models baseline,cnn,crnn]
                              [--tasks multilabel,multiclass] [--multiclass-models baseline] [--work bench/_accuracy]
-                             [--boot 500] [--set KEY=VALUE ...] [--block fused|keras|pool_first]
+                             [--boot 500] [--set KEY=VALUE ...] [--block package|fused|keras|pool_first]
 
 The configuration is the shipped one, `HeartConfig()` (non-overlapping 5 s windows, 64 Mel bands x 126 frames,
 25-800 Hz; the one training recipe of `heart_nb.training.fit_model`: up to 100 epochs, early stopping with patience
@@ -191,8 +191,8 @@ def main():
             + (
                 'its rows carry `"shipped": true` in accuracy.json.'
                 if shipped_cfg
-                else f"this run overrides its configuration ({', '.join(a.set + [block][: bool(block)])}), so no row "
-                "is marked shipped."
+                else f"this run overrides its configuration ({', '.join(a.set + ([block] if block else []))}), "
+                "so no row is marked shipped."
             ),
             "",
         ]

@@ -326,6 +326,8 @@ def main():
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a HeartConfig field")
     ap.add_argument("--jit", default="off", choices=["off", "on"], help="on: every model compiled with XLA")
     a = ap.parse_args()
+    if a.together < 1 or (a.together > 1 and not a.ab):
+        sys.exit(f"--together {a.together}: expected a count >= 1, and with --ab (the setting's side runs N at once)")
     if a.ab:
         return ab(a)
     block = use_block(a.block)

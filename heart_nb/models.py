@@ -44,7 +44,7 @@ class FusedBatchNorm(layers.BatchNormalization):
 
 # %% ../nbs/04_models.ipynb #3cf0e559
 def _conv_block(x, filters: int, pool: tuple[int, int], name: str, pool_first: bool = False):
-    "Conv 3×3 → batch norm → max-pool → ReLU; `pool_first`: conv → max-pool → batch norm → ReLU (the CNN's)."
+    "Conv 3×3 → batch norm → max-pool → ReLU; `pool_first`: the pool before the norm (the CNN's)."
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
     if pool_first:
         x = layers.MaxPooling2D(pool, name=f"{name}_pool")(x)

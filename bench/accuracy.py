@@ -18,10 +18,10 @@ Headline: lesion_macro_* = macro over AS, AR, MR, MS (N is reported on its own: 
 
 The configuration is the shipped one, `HeartConfig()` (non-overlapping 5 s windows, 64 Mel bands x 126 frames,
 25-800 Hz; the one training recipe of `heart_nb.training.fit_model`: up to 100 epochs, early stopping with patience
-10 after a warm-up + cosine decay over 40 epochs, all windows of every recording each epoch); `--set` overrides any
-field, e.g. `--set train_windows=0 --set decay_epochs=60` (the ablations in the training issue were run this way),
-`--set conv_filters=32,64,128` (a tuple: comma-separated). `--block` builds the networks with another convolution
-block (bench/common.BLOCKS), a lever on the code rather than the configuration: give it its own --work.
+10 from epoch 20, a warm-up + cosine decay over 40 epochs, all windows of every recording each epoch); `--set`
+overrides any field, e.g. `--set train_windows=0 --set decay_epochs=60` (the ablations in the training issue were
+run this way), `--set conv_filters=32,64,128` (a tuple: comma-separated). `--block` builds the networks with another
+convolution block (bench/common.BLOCKS), a lever on the code rather than the configuration: give it its own --work.
 
 Resumable: finished folds are read back from --work, an interrupted fold resumes from its last epoch.
 Writes bench/results/accuracy.md, accuracy.json and accuracy.png.
@@ -172,7 +172,7 @@ def main():
         f"{cfg.learning_rate:g} with {cfg.warmup_epochs} warm-up epochs and a {cfg.schedule} decay to "
         f"{cfg.min_lr_frac:g}x by epoch "
         f"{cfg.decay_epochs}, early stopping (patience {cfg.patience}, min_delta {cfg.min_delta:g}, not before epoch "
-        f"{cfg.decay_epochs}), "
+        f"{cfg.min_epochs}), "
         f"at most {cfg.epochs} epochs" + (f"; {block}." if block else "."),
         "",
         f"Command: `python bench/accuracy.py {shlex.join(sys.argv[1:])}`. "

@@ -127,7 +127,9 @@ def _fine_tune(parent, man, fs, Y, train_rows, out, epochs, replay_max, cache_di
     both = fs_b.manifest
     Yb = target_matrix(both, parent.classes)
     Yb[:, ~(Yb == 1).any(0)] = np.nan  # a class with no positive to learn from: masked, not pushed to 0
-    short = cfg.replace(schedule="constant", learning_rate=cfg.learning_rate / 10, patience=3, epochs=epochs)
+    short = cfg.replace(
+        schedule="constant", learning_rate=cfg.learning_rate / 10, patience=3, min_epochs=0, epochs=epochs
+    )
     members = []
     va = np.isin(fs.row, np.flatnonzero(~train_rows))
     for m in parent.members:

@@ -88,6 +88,7 @@ class HeartConfig:
     batch_size: int = 32
     epochs: int = 100  # at most; early stopping ends training first
     patience: int = 10  # epochs without a better validation loss before stopping
+    min_epochs: int = 20  # early stopping never ends a run before this many epochs
     min_delta: float = 0.002  # a validation loss must fall by this much to count as better
     val_frac: float = 0.15
     test_frac: float = 0.2
@@ -149,6 +150,7 @@ class HeartConfig:
             "epochs, batch_size must be positive and patience >= 0",
         )
         need(self.min_delta >= 0, f"min_delta must be >= 0, got {self.min_delta}")
+        need(self.min_epochs >= 0, f"min_epochs must be >= 0, got {self.min_epochs}")
         need(self.folds >= 2, f"folds must be >= 2, got {self.folds}")
         need(0 <= self.augment <= 1, f"augment must be a probability in [0, 1], got {self.augment}")
         need(self.schedule in ("cosine", "constant"), f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")

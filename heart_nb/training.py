@@ -117,14 +117,12 @@ def compile_model(model, task: str, cfg: HeartConfig, masked: bool = False):
 
 
 def _early_stopping(cfg: HeartConfig, state_dir: str | Path | None = None):
-    "Early stopping on the validation loss that keeps the best epoch, and never stops while the rate still decays."
+    "Early stopping on the validation loss that keeps the best epoch, and never stops before `cfg.min_epochs`."
     # state_dir: its state (best loss, best epoch, wait, best weights) is saved there after every epoch, in two files
     # used in turn, so a resumed run carries on with the state of the last epoch the backup holds
     import keras
 
-    min_epochs = cfg.decay_epochs if cfg.schedule == "cosine" else 0
-
-    class EarlyStoppingAfterDecay(keras.callbacks.EarlyStopping):
+    class EarlyStoppingAfterFloor(keras.callbacks.EarlyStopping):
         def on_train_begin(self, logs=None):
             super().on_train_begin(logs)
             self.resuming = state_dir is not None
@@ -145,7 +143,7 @@ def _early_stopping(cfg: HeartConfig, state_dir: str | Path | None = None):
 
         def on_epoch_end(self, epoch, logs=None):
             super().on_epoch_end(epoch, logs)
-            if epoch + 1 < min_epochs:
+            if epoch + 1 < cfg.min_epochs:
                 self.model.stop_training = False
                 self.stopped_epoch = 0
             if state_dir is None:
@@ -163,7 +161,7 @@ def _early_stopping(cfg: HeartConfig, state_dir: str | Path | None = None):
                     **{f"w{i}": a for i, a in enumerate(w)},
                 )
 
-    return EarlyStoppingAfterDecay(
+    return EarlyStoppingAfterFloor(
         "val_loss", min_delta=cfg.min_delta, patience=cfg.patience, restore_best_weights=True
     )
 

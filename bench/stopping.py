@@ -1,0 +1,84 @@
+"""Early-stopping rules replayed on a cross-validation's validation losses: where each would stop, what it keeps.
+
+A network trains the same, epoch for epoch, under any stopping rule until that rule ends the run: the learning rate
+follows the schedule, the batches and dropout masks follow (seed, epoch), none of them the stopping. So a rule's
+last epoch and the epoch whose weights it restores can be read off the validation losses that bench/accuracy.py
+stored (each fold's history.csv) without training again. Where a rule restores the same epoch as the reference run,
+it keeps the same weights, so the same predictions; where it restores another epoch, the replay cannot tell how good
+that model is (only a cross-validation with the rule can). A rule: the floor (no stop before that many epochs; the
+shipped recipe's is the end of the cosine decay), the patience, the min_delta of the reference run. The replay checks
+itself first: under the reference's own rule it must end every fold where the run ended, else it exits.
+Seconds: each fold's training seconds times the share of its epochs that the rule runs.
+
+    python bench/stopping.py [--cv bench/_accuracy/multilabel_cnn] [--floor 40,20,10,3,0] [--patience 10,8,6]
+
+Prints one row per rule (bench/results/stopping.txt holds the shipped CNN's, before the floor moved to 20).
+"""
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import pandas as pd
+from common import md
+
+
+def replay(losses, floor: int, patience: int, min_delta: float) -> tuple[int, int]:
+    "(epochs run, restored epoch), both 1-based, of early stopping on `losses` as `heart_nb.training` does it."
+    best, best_epoch, wait = None, 0, 0
+    for e, v in enumerate(losses):
+        wait += 1
+        if best is None or v + min_delta < best:
+            best, best_epoch, wait = v, e, 0
+        elif wait >= patience and e > 0 and e + 1 >= floor:
+            return e + 1, best_epoch + 1
+    return len(losses), best_epoch + 1
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cv", default="bench/_accuracy/multilabel_cnn", help="a network's cross-validation folder")
+    ap.add_argument("--floor", default="40,20,10,3,0", help="comma-separated floors (epochs)")
+    ap.add_argument("--patience", default="10,8,6", help="comma-separated patiences (epochs)")
+    a = ap.parse_args()
+    d = Path(a.cv)
+    cfg = json.loads((d / "cv.json").read_text())["config"]
+    folds = sorted((json.loads(p.read_text()) for p in d.glob("fold_*/fold.json")), key=lambda f: f["fold"])
+    hists = [pd.read_csv(d / f"fold_{f['fold']}" / "history.csv").drop_duplicates("epoch", keep="last") for f in folds]
+    # before HeartConfig.min_epochs, the floor was the end of the cosine decay (none under a constant rate)
+    floor0 = cfg.get("min_epochs", cfg["decay_epochs"] if cfg["schedule"] == "cosine" else 0)
+    ref = [replay(h.val_loss.to_numpy(), floor0, cfg["patience"], cfg["min_delta"]) for h in hists]
+    ran = [f["epochs_run"] for f in folds]
+    if [r[0] for r in ref] != ran or len(ran) != cfg["folds"]:
+        sys.exit(f"{d}: the replay of its own rule ends folds at {[r[0] for r in ref]}, the runs at {ran}")
+    rows = []
+    for floor in map(int, a.floor.split(",")):
+        for patience in map(int, a.patience.split(",")):
+            got = [replay(h.val_loss.to_numpy(), floor, patience, cfg["min_delta"]) for h in hists]
+            secs = sum(f["seconds"] * g[0] / f["epochs_run"] for f, g in zip(folds, got))
+            rows.append(
+                {
+                    "floor": floor,
+                    "patience": patience,
+                    "epochs run": [g[0] for g in got],
+                    "restored epoch": [g[1] for g in got],
+                    "folds with the reference's weights": sum(g[1] == r[1] for g, r in zip(got, ref)),
+                    "epochs": sum(g[0] for g in got),
+                    "training s": round(secs),
+                    "x faster": round(sum(f["seconds"] for f in folds) / secs, 2),
+                }
+            )
+    print("# python bench/stopping.py " + " ".join(map(shlex.quote, sys.argv[1:])))
+    print(
+        f"{d}: {len(folds)} folds, reference rule floor {floor0}, patience {cfg['patience']}, "
+        f"min_delta {cfg['min_delta']}; its restored epochs {[r[1] for r in ref]}"
+    )
+    print(md(pd.DataFrame(rows).set_index("floor")))
+
+
+if __name__ == "__main__":
+    main()

@@ -5,9 +5,10 @@ follows the schedule, the batches and dropout masks follow (seed, epoch), none o
 last epoch and the epoch whose weights it restores can be read off the validation losses that bench/accuracy.py
 stored (each fold's history.csv) without training again. Where a rule restores the same epoch as the reference run,
 it keeps the same weights, so the same predictions; where it restores another epoch, the replay cannot tell how good
-that model is (only a cross-validation with the rule can). A rule: the floor (no stop before that many epochs; the
-shipped recipe's is the end of the cosine decay), the patience, the min_delta of the reference run. The replay checks
-itself first: under the reference's own rule it must end every fold where the run ended, else it exits.
+that model is (only a cross-validation with the rule can). A rule: the floor (`HeartConfig.min_epochs`: no stop
+before that many epochs; 20 now, before it the end of the cosine decay, 40), the patience, and the reference run's
+min_delta. The replay checks itself first: under the reference's own rule it must end every fold where the run
+ended, else it exits.
 Seconds: each fold's training seconds times the share of its epochs that the rule runs.
 
     python bench/stopping.py [--cv bench/_accuracy/multilabel_cnn] [--floor 40,20,10,3,0] [--patience 10,8,6]
@@ -27,8 +28,9 @@ import pandas as pd
 from common import md
 
 
-def replay(losses, floor: int, patience: int, min_delta: float) -> tuple[int, int]:
-    "(epochs run, restored epoch), both 1-based, of early stopping on `losses` as `heart_nb.training` does it."
+def replay(losses, floor: int, patience: int, min_delta: float, epochs: int) -> tuple[int, int] | None:
+    "(epochs run, restored epoch), 1-based, of `heart_nb.training`'s early stopping on `losses` (None: unknown)."
+    # None: the rule would train on past the losses stored (past the run's own stop), short of the `epochs` limit
     best, best_epoch, wait = None, 0, 0
     for e, v in enumerate(losses):
         wait += 1
@@ -36,7 +38,7 @@ def replay(losses, floor: int, patience: int, min_delta: float) -> tuple[int, in
             best, best_epoch, wait = v, e, 0
         elif wait >= patience and e > 0 and e + 1 >= floor:
             return e + 1, best_epoch + 1
-    return len(losses), best_epoch + 1
+    return (len(losses), best_epoch + 1) if len(losses) >= epochs else None
 
 
 def main():
@@ -51,14 +53,17 @@ def main():
     hists = [pd.read_csv(d / f"fold_{f['fold']}" / "history.csv").drop_duplicates("epoch", keep="last") for f in folds]
     # before HeartConfig.min_epochs, the floor was the end of the cosine decay (none under a constant rate)
     floor0 = cfg.get("min_epochs", cfg["decay_epochs"] if cfg["schedule"] == "cosine" else 0)
-    ref = [replay(h.val_loss.to_numpy(), floor0, cfg["patience"], cfg["min_delta"]) for h in hists]
+    ref = [replay(h.val_loss.to_numpy(), floor0, cfg["patience"], cfg["min_delta"], cfg["epochs"]) for h in hists]
     ran = [f["epochs_run"] for f in folds]
-    if [r[0] for r in ref] != ran or len(ran) != cfg["folds"]:
-        sys.exit(f"{d}: the replay of its own rule ends folds at {[r[0] for r in ref]}, the runs at {ran}")
-    rows = []
+    if [r and r[0] for r in ref] != ran or len(ran) != cfg["folds"]:
+        sys.exit(f"{d}: the replay of its own rule ends folds at {[r and r[0] for r in ref]}, the runs at {ran}")
+    rows, unknown = [], []
     for floor in map(int, a.floor.split(",")):
         for patience in map(int, a.patience.split(",")):
-            got = [replay(h.val_loss.to_numpy(), floor, patience, cfg["min_delta"]) for h in hists]
+            got = [replay(h.val_loss.to_numpy(), floor, patience, cfg["min_delta"], cfg["epochs"]) for h in hists]
+            if None in got:  # a later stop than the run's: its losses were never computed
+                unknown.append(f"floor {floor}, patience {patience}")
+                continue
             secs = sum(f["seconds"] * g[0] / f["epochs_run"] for f, g in zip(folds, got))
             rows.append(
                 {
@@ -77,7 +82,9 @@ def main():
         f"{d}: {len(folds)} folds, reference rule floor {floor0}, patience {cfg['patience']}, "
         f"min_delta {cfg['min_delta']}; its restored epochs {[r[1] for r in ref]}"
     )
-    print(md(pd.DataFrame(rows).set_index("floor")))
+    print(md(pd.DataFrame(rows).set_index("floor")) if rows else "no rule stops within the stored epochs")
+    if unknown:
+        print(f"not replayable (they train past the run's own stop): {'; '.join(unknown)}")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ stored (each fold's history.csv) without training again. Where a rule restores t
 it keeps the same weights, so the same predictions; where it restores another epoch, the replay cannot tell how good
 that model is (only a cross-validation with the rule can). A rule: the floor (`HeartConfig.min_epochs`: no stop
 before that many epochs; 20 now, before it the end of the cosine decay, 40), the patience, and the reference run's
-min_delta. The replay checks itself first: under the reference's own rule it must end every fold where the run
-ended, else it exits.
+min_delta. The replay feeds the stored losses to the package's own early-stopping callback, so it is the rule the
+package runs; it checks itself first: under the reference's own rule it must end every fold where the run ended,
+else it exits.
 Seconds: each fold's training seconds times the share of its epochs that the rule runs.
 
     python bench/stopping.py [--cv bench/_accuracy/multilabel_cnn] [--floor 40,20,10,3,0] [--patience 10,8,6]
@@ -27,18 +28,24 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pandas as pd
 from common import md
 
+from heart_nb.core import HeartConfig
 
-def replay(losses, floor: int, patience: int, min_delta: float, epochs: int) -> tuple[int, int] | None:
-    "(epochs run, restored epoch), 1-based, of `heart_nb.training`'s early stopping on `losses` (None: unknown)."
-    # None: the rule would train on past the losses stored (past the run's own stop), short of the `epochs` limit
-    best, best_epoch, wait = None, 0, 0
+
+def replay(losses, cfg, net) -> tuple[int, int] | None:
+    "(epochs run, restored epoch), 1-based, of the package's own early stopping under `cfg` on `losses`."
+    # None: the rule would train on past the losses stored (past the run's own stop), short of the `epochs` limit;
+    # net: any Keras model, for the callback's weights (it keeps the best epoch's)
+    from heart_nb.training import _early_stopping
+
+    cb = _early_stopping(cfg)
+    cb.set_model(net)
+    cb.on_train_begin()
     for e, v in enumerate(losses):
-        wait += 1
-        if best is None or v + min_delta < best:
-            best, best_epoch, wait = v, e, 0
-        elif wait >= patience and e > 0 and e + 1 >= floor:
-            return e + 1, best_epoch + 1
-    return (len(losses), best_epoch + 1) if len(losses) >= epochs else None
+        net.stop_training = False
+        cb.on_epoch_end(e, {"val_loss": float(v)})
+        if net.stop_training:
+            return e + 1, cb.best_epoch + 1
+    return (len(losses), cb.best_epoch + 1) if len(losses) >= cfg.epochs else None
 
 
 def main():
@@ -48,19 +55,24 @@ def main():
     ap.add_argument("--patience", default="10,8,6", help="comma-separated patiences (epochs)")
     a = ap.parse_args()
     d = Path(a.cv)
-    cfg = json.loads((d / "cv.json").read_text())["config"]
+    raw = json.loads((d / "cv.json").read_text())["config"]
+    # before HeartConfig.min_epochs, the floor was the end of the cosine decay (none under a constant rate)
+    raw.setdefault("min_epochs", raw["decay_epochs"] if raw["schedule"] == "cosine" else 0)
+    cfg = HeartConfig.from_json(json.dumps(raw))
+    import keras  # after heart_nb.core, which sets TensorFlow's environment
+
+    net = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     folds = sorted((json.loads(p.read_text()) for p in d.glob("fold_*/fold.json")), key=lambda f: f["fold"])
     hists = [pd.read_csv(d / f"fold_{f['fold']}" / "history.csv").drop_duplicates("epoch", keep="last") for f in folds]
-    # before HeartConfig.min_epochs, the floor was the end of the cosine decay (none under a constant rate)
-    floor0 = cfg.get("min_epochs", cfg["decay_epochs"] if cfg["schedule"] == "cosine" else 0)
-    ref = [replay(h.val_loss.to_numpy(), floor0, cfg["patience"], cfg["min_delta"], cfg["epochs"]) for h in hists]
+    ref = [replay(h.val_loss.to_numpy(), cfg, net) for h in hists]
     ran = [f["epochs_run"] for f in folds]
-    if [r and r[0] for r in ref] != ran or len(ran) != cfg["folds"]:
+    if [r and r[0] for r in ref] != ran or len(ran) != cfg.folds:
         sys.exit(f"{d}: the replay of its own rule ends folds at {[r and r[0] for r in ref]}, the runs at {ran}")
     rows, unknown = [], []
     for floor in map(int, a.floor.split(",")):
         for patience in map(int, a.patience.split(",")):
-            got = [replay(h.val_loss.to_numpy(), floor, patience, cfg["min_delta"], cfg["epochs"]) for h in hists]
+            rule = cfg.replace(min_epochs=floor, patience=patience)
+            got = [replay(h.val_loss.to_numpy(), rule, net) for h in hists]
             if None in got:  # a later stop than the run's: its losses were never computed
                 unknown.append(f"floor {floor}, patience {patience}")
                 continue
@@ -79,8 +91,8 @@ def main():
             )
     print("# python bench/stopping.py " + " ".join(map(shlex.quote, sys.argv[1:])))
     print(
-        f"{d}: {len(folds)} folds, reference rule floor {floor0}, patience {cfg['patience']}, "
-        f"min_delta {cfg['min_delta']}; its restored epochs {[r[1] for r in ref]}"
+        f"{d}: {len(folds)} folds, reference rule floor {cfg.min_epochs}, patience {cfg.patience}, "
+        f"min_delta {cfg.min_delta}; its restored epochs {[r[1] for r in ref]}"
     )
     print(md(pd.DataFrame(rows).set_index("floor")) if rows else "no rule stops within the stored epochs")
     if unknown:

@@ -331,7 +331,9 @@ class Standardiser:
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         "Standardised windows with a trailing channel axis (n, n_mels, n_frames, 1)."
-        return ((self.normalise(X) - self.mean[None, :, None]) / self.std[None, :, None])[..., None].astype(np.float32)
+        Z = self.normalise(X) - self.mean[None, :, None]
+        Z /= self.std[None, :, None]  # in place: no third copy of the batch
+        return Z[..., None].astype(np.float32, copy=False)
 
     def save(self, path: str | Path) -> None:
         "Write the statistics and the normalisation to an .npz file."

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .core import HeartConfig
+from .core import HeartConfig, HeartError
 from .features import Standardiser, band_centres
 
 # %% auto #0
@@ -117,7 +117,9 @@ def augment_windows(
         floor = Xi.mean(axis=(1, 2)) + rng.uniform(-20, 0, len(i))
     field = 2 * rng.standard_normal((nm, 2 * nf), dtype=np.float32)  # one ±2 dB field, a random slice each
     at = rng.integers(0, nf, len(i))
-    noise = np.stack([field[:, a : a + nf] for a in at]) if len(i) else np.zeros((0, nm, nf), np.float32)
+    noise = np.empty((len(i), nm, nf), np.float32)
+    for k, a in enumerate(at):  # each window's slice of the field, copied as one span
+        noise[k] = field[:, a : a + nf]
     noise += floor.astype(np.float32)[:, None, None]
     if cfg.aug_device:  # white to pink: 0 to -15 dB
         up = np.log2(np.clip(band_centres(cfg), 25, 800) / 25) / 5
@@ -154,6 +156,8 @@ def keep_freed_memory(pad_mb: int = 16) -> bool:
     "Let glibc keep `pad_mb` MB of freed memory per arena (M_TOP_PAD): True where it took (Linux with glibc)."
     import ctypes
 
+    if not 0 <= pad_mb < 2048:  # glibc takes an int of bytes; a negative pad would make every allocation huge
+        raise HeartError(f"pad_mb must be in [0, 2048) MB, got {pad_mb}")
     try:
         return bool(ctypes.CDLL(None).mallopt(-2, pad_mb << 20))  # -2: M_TOP_PAD in glibc's malloc.h
     except (AttributeError, OSError, TypeError):  # another C library: no such setting

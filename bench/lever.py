@@ -9,7 +9,11 @@ seconds, epochs run and best epoch.
 
     python bench/lever.py --lever bench/_accuracy_fast/multilabel_cnn --name "decay 28, patience 5" \
         [--ref bench/_accuracy/multilabel_cnn] [--baseline bench/_accuracy/multilabel_baseline] [--boot 500] \
+        [--lever-baseline bench/_accuracy_aug/multilabel_baseline] \
         [--out bench/results/lever_epochs]
+
+--lever-baseline: the lever's pair takes this baseline instead of --baseline's, for a change that touches the
+baseline too (augmentation does: the baseline's crops are augmented windows).
 
 Writes lever.md and lever.json in --out.
 """
@@ -52,18 +56,20 @@ def main():
     ap.add_argument("--name", required=True, help="what the lever is, for the table")
     ap.add_argument("--ref", default="bench/_accuracy/multilabel_cnn")
     ap.add_argument("--baseline", default="bench/_accuracy/multilabel_baseline")
+    ap.add_argument("--lever-baseline", default=None, help="the lever's own baseline, where the change touches it too")
     ap.add_argument("--boot", type=int, default=500)
     ap.add_argument("--out", default="bench/results/lever")
     a = ap.parse_args()
     t0 = time.time()
     ref, lev, b = load_cv(a.ref), load_cv(a.lever), load_cv(a.baseline)
+    b_lev = load_cv(a.lever_baseline) if a.lever_baseline else b
     diff = config_diff(Path(a.ref), Path(a.lever))
     pair_ref = ensemble([b, ref], f"baseline+{ref.model} (shipped recipe)")
-    pair_lev = ensemble([b, lev], f"baseline+{lev.model} ({a.name})")
+    pair_lev = ensemble([b_lev, lev], f"baseline+{lev.model} ({a.name})")
     ref.model, lev.model = f"{ref.model} (shipped recipe)", f"{lev.model} ({a.name})"
     rows = [compare(ref, ref, a.boot), compare(lev, ref, a.boot), compare(pair_ref, pair_ref, a.boot)]
     rows.append(compare(pair_lev, pair_ref, a.boot))
-    for r, res in zip(rows, (ref, lev, ref, lev)):  # a pair's price is its network's: the baseline is the same
+    for r, res in zip(rows, (ref, lev, ref, lev)):  # a pair's price is its network's
         r.update(price(res))
     T = compare_table(rows).drop(columns="fold_seconds")
     cmd = " ".join(["python bench/lever.py", *map(shlex.quote, sys.argv[1:])])

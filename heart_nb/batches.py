@@ -59,17 +59,30 @@ def _repeat_crops(X: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.nd
     return np.take_along_axis(X, idx[:, None, :], axis=2)
 
 
-def _device(X: np.ndarray, rng: np.random.Generator, cfg: HeartConfig) -> np.ndarray:
-    "Windows `X` (dB) as another stethoscope would give them: a smooth EQ within ±6 dB and 4th-order band limits."
+def _add_noise(P: np.ndarray, field: np.ndarray, at: np.ndarray, level: np.ndarray) -> np.ndarray:
+    "Windows in dB from their powers `P`, each plus its slice `at` of `field` (dB) raised by `level` (n, n_mels), in P."
+    nf = P.shape[2]
+    power = np.exp(field / _DB)  # the field's power, and each window's band levels as power factors
+    gain = np.exp(level / _DB)
+    tmp = np.empty(P.shape[1:], np.float32)
+    for k, a in enumerate(at):  # one window's noise at a time, in cache
+        np.multiply(power[:, a : a + nf], gain[k][:, None], out=tmp)
+        P[k] += tmp
+    np.log(P, out=P)
+    P *= _DB
+    return P
+
+
+def _response(n: int, rng: np.random.Generator, cfg: HeartConfig) -> np.ndarray:
+    "`n` other stethoscopes' responses in dB per Mel band (n, n_mels): a smooth EQ within ±6 dB, 4th-order band limits."
     fc = band_centres(cfg)
     oct_ = np.log2(np.clip(fc, 25, 800) / 25)  # 0..5 octaves over 25-800 Hz
-    n = len(X)
     tilt = rng.uniform(-6, 6, (n, 1)) * (oct_ / oct_.max() * 2 - 1)
     width = rng.uniform(0.3, 1.0, (n, 1))
     peak = rng.uniform(-6, 6, (n, 1)) * np.exp(-0.5 * ((oct_ - rng.uniform(0, 5, (n, 1))) / width) ** 2)
     lo, hi = rng.uniform(30, 80, (n, 1)), rng.uniform(400, 800, (n, 1))
     limit = -10 * np.log10(1 + (lo / fc) ** 8) - 10 * np.log10(1 + (fc / hi) ** 8)
-    return X + (np.clip(tilt + peak, -6, 6) + limit).astype(np.float32)[:, :, None]
+    return (np.clip(tilt + peak, -6, 6) + limit).astype(np.float32)
 
 
 def _style_mix(X: np.ndarray, own: np.ndarray, styles: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -89,48 +102,47 @@ def augment_windows(
     n, nm, nf = X.shape
     if cfg.augment <= 0:
         return X
-    pick = lambda: np.flatnonzero(rng.random(n) < cfg.augment)
     if cfg.aug_style_mix > 0:  # another recording chain's band levels and spreads
         i = np.flatnonzero(rng.random(n) < cfg.aug_style_mix)
         own = band_styles(X)  # each window's, and the batch's pool when no styles are given
         X[i] = _style_mix(X[i], own[i], own if styles is None else np.asarray(styles, np.float32), rng)
+    steps = rng.random((9, n)) < cfg.augment  # which windows each step takes, drawn at once
+    pick = lambda step: np.flatnonzero(steps[step])
     if cfg.aug_crop_s > 0:  # a short clip, repeated
-        i = pick()
+        i = pick(0)
         length = rng.integers(min(nf, int(cfg.aug_crop_s * cfg.sr / cfg.hop_length)), nf + 1, len(i))
         X[i] = _repeat_crops(X[i], rng.integers(0, nf - length + 1), length)
     if cfg.aug_reverse:  # time reversal
-        i = pick()
+        i = pick(1)
         X[i] = X[i, :, ::-1]
-    shift = rng.integers(1, nf, n)
-    i = pick()  # time shift (circular): np.roll of each window by its shift
-    _roll_frames(X, i, shift[i])
-    if cfg.aug_device:  # another stethoscope
-        i = pick()
-        X[i] = _device(X[i], rng, cfg)
-    gain = (rng.random(n) < cfg.augment) * rng.uniform(-cfg.aug_gain_db, cfg.aug_gain_db, n)
-    X += gain.astype(np.float32)[:, None, None]  # gain
-    i = pick()  # a noise floor, added as power
-    Xi = X[i]
+    i = pick(2)  # time shift (circular): np.roll of each window by its shift
+    _roll_frames(X, i, rng.integers(1, nf, len(i)))
+    offset = np.zeros((n, nm), np.float32)  # per window and band, dB: another stethoscope's response and the gain
     if cfg.aug_device:
-        floor = _power_mean(Xi) - rng.uniform(5, 35, len(i))  # 5-35 dB below the window's power
+        i = pick(3)
+        offset[i] = _response(len(i), rng, cfg)
+    offset += (steps[4] * rng.uniform(-cfg.aug_gain_db, cfg.aug_gain_db, n)).astype(np.float32)[:, None]
+    X += offset[:, :, None]  # added once
+    i = pick(5)  # a noise floor, added as power
+    P = X[i]
+    P /= _DB
+    np.exp(P, out=P)  # the windows' power
+    if cfg.aug_device:
+        floor = _DB * np.log(P.mean(axis=(1, 2))) - rng.uniform(5, 35, len(i))  # 5-35 dB below the window's power
     else:
-        floor = Xi.mean(axis=(1, 2)) + rng.uniform(-20, 0, len(i))
+        floor = X[i].mean(axis=(1, 2)) + rng.uniform(-20, 0, len(i))
     field = 2 * rng.standard_normal((nm, 2 * nf), dtype=np.float32)  # one ±2 dB field, a random slice each
     at = rng.integers(0, nf, len(i))
-    noise = np.empty((len(i), nm, nf), np.float32)
-    for k, a in enumerate(at):  # each window's slice of the field, copied as one span
-        noise[k] = field[:, a : a + nf]
-    noise += floor.astype(np.float32)[:, None, None]
+    level = np.repeat(floor.astype(np.float32)[:, None], nm, axis=1)
     if cfg.aug_device:  # white to pink: 0 to -15 dB
         up = np.log2(np.clip(band_centres(cfg), 25, 800) / 25) / 5
-        noise += (rng.uniform(-15, 0, (len(i), 1)) * up).astype(np.float32)[:, :, None]
-    X[i] = _power_add(Xi, noise)
+        level += (rng.uniform(-15, 0, (len(i), 1)) * up).astype(np.float32)
+    X[i] = _add_noise(P, field, at, level)
     if cfg.aug_device:  # mains hum and two harmonics
-        i = pick()
+        i = pick(6)
         fc = band_centres(cfg)
         f0 = rng.choice([50.0, 60.0], len(i))
-        Xi = X[i]
-        level = _power_mean(Xi) + rng.uniform(-15, 8, len(i))  # its band up to 8 dB above the power
+        level = _power_mean(X[i]) + rng.uniform(-15, 8, len(i))  # its band up to 8 dB above the power
         hum = np.full((len(i), nm), -200.0, np.float32)
         at = np.arange(len(i))
         for k, a in ((1, 0.0), (2, -6.0), (3, -12.0)):
@@ -138,17 +150,18 @@ def augment_windows(
             for db, band in ((0.0, b), (-3.0, np.maximum(b - 1, 0)), (-3.0, np.minimum(b + 1, nm - 1))):
                 hum[at, band] = np.maximum(hum[at, band], level + a + db)
         on = np.flatnonzero((hum > -200).any(axis=0))  # the hum's bands: elsewhere it adds nothing
-        X[np.ix_(i, on)] = _power_add(Xi[:, on], hum[:, on, None])
-    i = pick()  # band-limit: a ramp above a cut-off
+        X[np.ix_(i, on)] = _power_add(X[np.ix_(i, on)], hum[:, on, None])
+    i = pick(7)  # band-limit: a ramp above a cut-off
     cut = rng.integers(nm // 2, nm, len(i))
     ramp = np.clip((np.arange(nm) - cut[:, None]) / np.maximum(nm - 1 - cut, 1)[:, None], 0, None)
     X[i] -= (ramp * rng.uniform(10, 30, len(i))[:, None]).astype(np.float32)[:, :, None]
-    i = pick()  # SpecAugment masks, at each window's mean
+    i = pick(8)  # SpecAugment masks, at each window's mean: one span of bands, one of frames
     means = X[i].reshape(len(i), nm * nf).mean(axis=1)
-    for j, m in zip(i, means):
-        f0, t0 = rng.integers(0, nm), rng.integers(0, nf)
-        X[j, f0 : f0 + rng.integers(1, cfg.aug_mask_bands + 1)] = m
-        X[j, :, t0 : t0 + rng.integers(1, cfg.aug_mask_frames + 1)] = m
+    f0, t0 = rng.integers(0, nm, len(i)), rng.integers(0, nf, len(i))
+    f1, t1 = f0 + rng.integers(1, cfg.aug_mask_bands + 1, len(i)), t0 + rng.integers(1, cfg.aug_mask_frames + 1, len(i))
+    for j, m, a, b, c, d in zip(i, means, f0, f1, t0, t1):
+        X[j, a:b] = m
+        X[j, :, c:d] = m
     return X
 
 # %% ../nbs/04c_batches.ipynb #93c21f53

@@ -86,6 +86,7 @@ class HeartConfig:
     decay_epochs: int = 40  # the epoch at which the cosine reaches its floor
     min_lr_frac: float = 0.02  # the floor, as a fraction of the peak rate
     batch_size: int = 32
+    steps_per_execution: int = 4  # training steps per call into the backend: the same steps, less Python
     epochs: int = 100  # at most; early stopping ends training first
     patience: int = 10  # epochs without a better validation loss before stopping
     min_epochs: int = 20  # early stopping never ends a run before this many epochs
@@ -151,6 +152,7 @@ class HeartConfig:
         )
         need(self.min_delta >= 0, f"min_delta must be >= 0, got {self.min_delta}")
         need(self.min_epochs >= 0, f"min_epochs must be >= 0, got {self.min_epochs}")
+        need(self.steps_per_execution >= 1, f"steps_per_execution must be >= 1, got {self.steps_per_execution}")
         need(self.folds >= 2, f"folds must be >= 2, got {self.folds}")
         need(0 <= self.augment <= 1, f"augment must be a probability in [0, 1], got {self.augment}")
         need(self.schedule in ("cosine", "constant"), f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")

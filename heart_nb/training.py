@@ -112,7 +112,9 @@ def compile_model(model, task: str, cfg: HeartConfig, masked: bool = False):
     if masked:
         loss = masked_binary_crossentropy
     acc = keras.metrics.BinaryAccuracy if task == "multilabel" else keras.metrics.CategoricalAccuracy
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=[acc(name="accuracy")])
+    steps = cfg.steps_per_execution if cfg.distribution == "none" else 1  # Keras 3.15 under a strategy: one step a call
+    opt = keras.optimizers.Adam(cfg.learning_rate)
+    model.compile(optimizer=opt, loss=loss, metrics=[acc(name="accuracy")], steps_per_execution=steps)
     return model
 
 

@@ -74,7 +74,7 @@ def _add_noise(P: np.ndarray, field: np.ndarray, at: np.ndarray, level: np.ndarr
 
 
 def _response(n: int, rng: np.random.Generator, cfg: HeartConfig) -> np.ndarray:
-    "`n` other stethoscopes' responses in dB per Mel band (n, n_mels): a smooth EQ within ±6 dB, 4th-order band limits."
+    "`n` other stethoscopes' responses, dB per Mel band (n, n_mels): a smooth ±6 dB EQ and 4th-order band limits."
     fc = band_centres(cfg)
     oct_ = np.log2(np.clip(fc, 25, 800) / 25)  # 0..5 octaves over 25-800 Hz
     tilt = rng.uniform(-6, 6, (n, 1)) * (oct_ / oct_.max() * 2 - 1)

@@ -7,8 +7,10 @@ For the CNN and the CRNN at the shipped configuration (`HeartConfig()`), in one 
        early stopping, CSV log and `BackupAndRestore`.
 (bare) `model.fit` of the same architecture on the same number of in-memory, already standardised windows, with
        sample weights and the same batch size: the speed of the model itself.
-Both are timed the same way, per epoch, from the epoch's start to the end of its last training batch: the
-validation pass that follows an epoch is not training, and neither is `fit`'s own set-up before the epoch.
+Both are timed per epoch, from the epoch's start until the loop's validation starts (the bare fit has none: until
+its epoch ends), so the end of an epoch's data pipeline counts (Keras's enqueuer waited 0.1 s there: until
+2026-12-05 this bench stopped at the last batch and missed it); the validation pass is not training, and neither is
+`fit`'s own set-up before the epoch.
 
 The two alternate: after each loop epoch, one bare epoch runs (from a callback), so drifts of this machine's speed
 hit both alike; the first epoch of each (tracing, warm-up) is dropped and medians are reported.
@@ -25,10 +27,10 @@ the same Keras backend, measured in the same run.
 
 --ab KEY=VALUE: a setting that only a fresh process can take (an environment variable TensorFlow reads at import),
 against the package's default, side by side: --pairs pairs of child processes, alternating (default, then KEY=VALUE),
-each running this bench with one timed round per model. --ab=--FLAG=VALUE: the same, with this bench's own flag
-given to the other child instead of an environment variable. Per model it prints the median windows/s of the loop and of
-the bare fit under each, their ratio (default / KEY=VALUE), and each side's share of its own matmul peak, measured in
-its own process (a setting may speed the matrix product too).
+each running this bench with one timed round per model (--ab-rounds N: N rounds, their median). --ab=--FLAG=VALUE:
+the same, with this bench's own flag given to the other child instead of an environment variable. Per model it prints
+the median windows/s of the loop and of the bare fit under each, their ratio (default / KEY=VALUE), and each side's
+share of its own matmul peak, measured in its own process (a setting may speed the matrix product too).
 
 --together N (with --ab): the setting's side is N child processes at once, e.g. two models trained side by side on
 one core each (TF_NUM_INTRAOP_THREADS=1, as two folds of a cross-validation could be) against one on both cores:
@@ -45,10 +47,10 @@ changes the function, kept only if bench/accuracy.py --block pool_first holds th
 
 --profile: where an epoch's time goes, each stage timed alone on the same batches (median ms per batch of
 `batch_size`, then times the batches of an epoch): drawing and augmenting windows (`augment_windows`, NumPy, as
-one `PyDataset` worker thread does it), standardising, the forward pass, forward + backward (the gradients, a
+the thread that prepares batches does it), standardising, the forward pass, forward + backward (the gradients, a
 compiled `tf.function`), the whole train step (`train_on_batch`: + the optimizer and the metrics; the optimizer is
 the difference), and validation (a `predict` over the validation windows, 15 % of them as in `train`). The loop
-overlaps the first two with the model (two worker threads), so the stages add up to more than its epoch.
+overlaps the first two with the model (`heart_nb.batches.prefetched`), so the stages add up to more than its epoch.
 
 Prints a header, a line per round, then one JSON line per model:
 {"model": "cnn", "loop_windows_per_s": ..., "bare_fit_windows_per_s": ..., "overhead": bare/loop, "gflops_per_s": ...,
@@ -132,19 +134,23 @@ def bench_model(kind, fs, Y, groups, cfg, rounds, log):
     times = {"loop": [], "bare": []}
 
     class Timer(keras.callbacks.Callback):
-        "Windows per second of an epoch's training batches: from the epoch's start to its last batch's end."
+        "Windows per second of an epoch's training: from the epoch's start to its validation's start, or its end."
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
+            self.t0, self.t1 = time.perf_counter(), None
 
-        def on_train_batch_end(self, batch, logs=None):
+        def on_test_begin(self, logs=None):
             self.t1 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.t1 = self.t1 or time.perf_counter()
 
         def rate(self):
             return n_loop / (self.t1 - self.t0)
 
     class Alternate(Timer):
         def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
             times["loop"].append(self.rate())
             timer = Timer()
             bare.fit(
@@ -256,7 +262,8 @@ def ab(a) -> None:
     key, _, value = a.ab.partition("=")
     if not key or not value:
         sys.exit(f"--ab: expected KEY=VALUE or --FLAG=VALUE, got {a.ab!r}")
-    args = [sys.executable, __file__, "--rounds", "1", "--models", a.models] + (["--data", a.data] if a.data else [])
+    args = [sys.executable, __file__, "--rounds", str(a.ab_rounds), "--models", a.models]
+    args += ["--data", a.data] if a.data else []
     flag = [a.ab] if key.startswith("--") else []
     runs = {"default": [], a.ab: []}
     log = lambda s: print(s, flush=True)
@@ -322,6 +329,7 @@ def main():
     ap.add_argument("--ab", default=None, metavar="KEY=VALUE", help="the default against this environment setting")
     ap.add_argument("--block", default="package", choices=list(BLOCKS), help="a block of bench/common.BLOCKS")
     ap.add_argument("--pairs", type=int, default=3, help="with --ab: alternating pairs of processes")
+    ap.add_argument("--ab-rounds", type=int, default=1, help="with --ab: timed rounds in each child (their median)")
     ap.add_argument("--together", type=int, default=1, help="with --ab: the setting's side as N processes at once")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a HeartConfig field")
     ap.add_argument("--jit", default="off", choices=["off", "on"], help="on: every model compiled with XLA")

@@ -13,7 +13,7 @@ from .core import HeartConfig, HeartError
 from .features import Standardiser, band_centres
 
 # %% auto #0
-__all__ = ['band_styles', 'augment_windows', 'keep_freed_memory', 'training_windows', 'validation_windows']
+__all__ = ['band_styles', 'augment_windows', 'keep_freed_memory', 'training_windows', 'prefetched', 'validation_windows']
 
 # %% ../nbs/04c_batches.ipynb #695e94b0
 def band_styles(X: np.ndarray) -> np.ndarray:
@@ -222,6 +222,28 @@ def training_windows(
             return std(xb[s]), Y[b[s]], w[b[s]]
 
     return TrainingWindows()
+
+# %% ../nbs/04c_batches.ipynb #7c0ff083
+def prefetched(ds, depth: int = 8):
+    "`ds` (a `PyDataset`) for `fit`: on TensorFlow a `tf.data` pipeline that prepares `depth` batches ahead."
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return ds
+    import tensorflow as tf
+
+    spec = tuple(tf.TensorSpec((None, *np.shape(v)[1:]), np.asarray(v).dtype) for v in ds[0])
+
+    def batches():
+        for i in range(len(ds)):
+            yield ds[i]
+
+    data = tf.data.Dataset.from_generator(batches, output_signature=spec)
+    data = data.apply(tf.data.experimental.assert_cardinality(len(ds))).prefetch(depth)
+    options = tf.data.Options()
+    options.autotune.enabled = False  # fixed depth: no tuning stalls
+    options.threading.private_threadpool_size = 2
+    return data.with_options(options)
 
 # %% ../nbs/04c_batches.ipynb #132d6685
 def validation_windows(

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .baseline import fit_baseline, recording_summary
-from .batches import training_windows, validation_windows
+from .batches import prefetched, training_windows, validation_windows
 from .cache import extract_features
 from heart_nb.core import (
     CLASSES,
@@ -264,7 +264,7 @@ def fit_model(
         # the batches with Python's global `random`, which a resumed run cannot reproduce)
         val = validation_windows(Xva, Yva, std, replicas=r, shard=shard)
         model.fit(
-            data,
+            prefetched(data),
             validation_data=val,
             epochs=epochs or cfg.epochs,
             callbacks=cbs,

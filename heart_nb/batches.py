@@ -228,6 +228,8 @@ def prefetched(ds, depth: int = 8):
     "`ds` (a `PyDataset`) for `fit`: on TensorFlow a `tf.data` pipeline that prepares `depth` batches ahead."
     import keras
 
+    if depth < 1:
+        raise HeartError(f"depth must be >= 1 batch, got {depth}")
     if keras.backend.backend() != "tensorflow":
         return ds
     import tensorflow as tf
@@ -242,7 +244,7 @@ def prefetched(ds, depth: int = 8):
     data = data.apply(tf.data.experimental.assert_cardinality(len(ds))).prefetch(depth)
     options = tf.data.Options()
     options.autotune.enabled = False  # fixed depth: no tuning stalls
-    options.threading.private_threadpool_size = 2
+    options.threading.private_threadpool_size = 2  # its own threads (the generator's, the prefetch's), not TF's ops'
     return data.with_options(options)
 
 # %% ../nbs/04c_batches.ipynb #132d6685

@@ -13,7 +13,10 @@ its epoch ends), so the end of an epoch's data pipeline counts (Keras's enqueuer
 `fit`'s own set-up before the epoch.
 
 The two alternate: after each loop epoch, one bare epoch runs (from a callback), so drifts of this machine's speed
-hit both alike; the first epoch of each (tracing, warm-up) is dropped and medians are reported.
+hit both alike; the first epoch of each (tracing, warm-up) is dropped and medians are reported. The overhead is
+bare / loop of the medians, and also round by round (each loop epoch against the bare epoch right after it): the
+median of those ratios with a 95 % CI from 2,000 bootstrap resamples of the rounds, since a figure near a target
+of 1.10 moves by a few hundredths from one run to the next on this kind of machine.
 
 FLOPs per window are counted from the layers (convolutions, dense and LSTM matrix products; forward x 3 for
 forward + backward); `peak_gflops_per_s` is the best of several float32 matrix products (2048 x 2048) through
@@ -53,7 +56,8 @@ the difference), and validation (a `predict` over the validation windows, 15 % o
 overlaps the first two with the model (`heart_nb.batches.prefetched`), so the stages add up to more than its epoch.
 
 Prints a header, a line per round, then one JSON line per model:
-{"model": "cnn", "loop_windows_per_s": ..., "bare_fit_windows_per_s": ..., "overhead": bare/loop, "gflops_per_s": ...,
+{"model": "cnn", "loop_windows_per_s": ..., "bare_fit_windows_per_s": ..., "overhead": bare/loop,
+ "overhead_paired": median of the rounds' bare/loop, "overhead_ci": [low, high], "gflops_per_s": ...,
  "peak_gflops_per_s": ...}
 """
 
@@ -115,8 +119,17 @@ def matmul_peak(n: int = 2048, reps: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def paired_overhead(loop: list[float], bare: list[float], boot: int = 2000) -> tuple[float, float, float]:
+    "The median over rounds of bare / loop windows/s (each round's pair), with a 95 % bootstrap CI over rounds."
+    import numpy as np
+
+    r = np.asarray(bare) / np.asarray(loop)
+    meds = np.median(r[np.random.default_rng(0).integers(0, len(r), (boot, len(r)))], axis=1)
+    return float(np.median(r)), float(np.quantile(meds, 0.025)), float(np.quantile(meds, 0.975))
+
+
 def bench_model(kind, fs, Y, groups, cfg, rounds, log):
-    "Alternating loop / bare epochs for one model; medians of windows/s."
+    "Alternating loop / bare epochs for one model: medians of windows/s and the paired overhead with its CI."
     import keras
     import numpy as np
 
@@ -185,7 +198,7 @@ def bench_model(kind, fs, Y, groups, cfg, rounds, log):
             callbacks=[Alternate()],
         )
     loop, barefit = statistics.median(times["loop"][1:]), statistics.median(times["bare"][1:])
-    return loop, barefit, model_flops(net) / 1e9
+    return loop, barefit, paired_overhead(times["loop"][1:], times["bare"][1:]), model_flops(net) / 1e9
 
 
 def stage_profile(kind, X, Y, groups, cfg, log, batches: int = 30) -> dict:
@@ -376,7 +389,7 @@ def main():
     )
     out = []
     for kind in a.models.split(","):
-        loop, bare, gflop = bench_model(kind, fs, Y, fs.row, cfg, rounds, log)
+        loop, bare, (paired, lo, hi), gflop = bench_model(kind, fs, Y, fs.row, cfg, rounds, log)
         peak = max(peak, matmul_peak())
         out.append(
             {
@@ -384,12 +397,15 @@ def main():
                 "loop_windows_per_s": round(loop, 1),
                 "bare_fit_windows_per_s": round(bare, 1),
                 "overhead": round(bare / loop, 3),
+                "overhead_paired": round(paired, 3),
+                "overhead_ci": [round(lo, 3), round(hi, 3)],
                 "gflops_per_s": round(3 * gflop * loop, 2),
                 "peak_gflops_per_s": round(peak, 1),
             }
         )
         share = 100 * out[-1]["gflops_per_s"] / peak
         log(f"# {kind}: {gflop * 1e3:.1f} MFLOP forward per window; training at {share:.0f} % of the matmul peak")
+        log(f"# {kind}: the loop's overhead, round by round (bare / loop): {paired:.3f} [{lo:.3f}, {hi:.3f}]")
     if a.profile:
         for kind in a.models.split(","):
             out.append(stage_profile(kind, np.asarray(fs.X), Y, fs.row, cfg, log))

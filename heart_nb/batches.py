@@ -94,11 +94,18 @@ def _style_mix(X: np.ndarray, own: np.ndarray, styles: np.ndarray, rng: np.rando
 
 
 def augment_windows(
-    X: np.ndarray, rng: np.random.Generator, cfg: HeartConfig = HeartConfig(), styles: np.ndarray | None = None
+    X: np.ndarray,
+    rng: np.random.Generator,
+    cfg: HeartConfig = HeartConfig(),
+    styles: np.ndarray | None = None,
 ) -> np.ndarray:
     "A randomly augmented copy of log-Mel windows `X` (n, n_mels, n_frames) in dB."
     # styles: band_styles rows to mix in when cfg.aug_style_mix > 0 (None: the other windows of X, as MixStyle)
-    X = np.array(X, dtype=np.float32, copy=True)
+    return _augment(np.array(X, dtype=np.float32, copy=True), rng, cfg, styles)
+
+
+def _augment(X: np.ndarray, rng: np.random.Generator, cfg: HeartConfig, styles: np.ndarray | None) -> np.ndarray:
+    "`augment_windows` on float32 windows `X` that are its own to overwrite (the batch's copy: no second one)."
     n, nm, nf = X.shape
     if cfg.augment <= 0:
         return X
@@ -141,20 +148,20 @@ def augment_windows(
     if cfg.aug_device:  # mains hum and two harmonics
         i = pick(6)
         fc = band_centres(cfg)
-        f0 = rng.choice([50.0, 60.0], len(i))
+        f0 = np.array([50.0, 60.0])[rng.integers(0, 2, len(i))]  # as rng.choice, without its overhead
         level = _power_mean(X[i]) + rng.uniform(-15, 8, len(i))  # its band up to 8 dB above the power
         hum = np.full((len(i), nm), -200.0, np.float32)
-        at = np.arange(len(i))
-        for k, a in ((1, 0.0), (2, -6.0), (3, -12.0)):
-            b = np.abs(fc[None] - k * f0[:, None]).argmin(axis=1)
-            for db, band in ((0.0, b), (-3.0, np.maximum(b - 1, 0)), (-3.0, np.minimum(b + 1, nm - 1))):
-                hum[at, band] = np.maximum(hum[at, band], level + a + db)
+        b = np.abs(fc - np.array([1, 2, 3])[:, None, None] * f0[:, None]).argmin(axis=2)  # each harmonic's band (3, n)
+        band = np.stack([b, np.maximum(b - 1, 0), np.minimum(b + 1, nm - 1)])  # and its neighbours (3, 3, n)
+        db = (level + np.array([0.0, -6.0, -12.0])[:, None])[None] + np.array([0.0, -3.0, -3.0])[:, None, None]
+        np.maximum.at(hum, (np.broadcast_to(np.arange(len(i)), band.shape), band), db)  # the loudest where they meet
         on = np.flatnonzero((hum > -200).any(axis=0))  # the hum's bands: elsewhere it adds nothing
         X[np.ix_(i, on)] = _power_add(X[np.ix_(i, on)], hum[:, on, None])
     i = pick(7)  # band-limit: a ramp above a cut-off
     cut = rng.integers(nm // 2, nm, len(i))
     ramp = np.clip((np.arange(nm) - cut[:, None]) / np.maximum(nm - 1 - cut, 1)[:, None], 0, None)
-    X[i] -= (ramp * rng.uniform(10, 30, len(i))[:, None]).astype(np.float32)[:, :, None]
+    h = nm // 2  # every cut is at or above it: the bands below lose nothing
+    X[i, h:] -= (ramp * rng.uniform(10, 30, len(i))[:, None]).astype(np.float32)[:, h:, None]
     i = pick(8)  # SpecAugment masks, at each window's mean: one span of bands, one of frames
     means = X[i].reshape(len(i), nm * nf).mean(axis=1)
     f0, t0 = rng.integers(0, nm, len(i)), rng.integers(0, nf, len(i))
@@ -216,7 +223,8 @@ def training_windows(
         def __getitem__(self, i):
             b = np.sort(self.idx[i * cfg.batch_size : (i + 1) * cfg.batch_size])
             b = b[: len(b) - len(b) % replicas]
-            xb = augment_windows(X[b], np.random.default_rng([seed, self.epoch, i]), cfg)  # as on one process
+            rng = np.random.default_rng([seed, self.epoch, i])
+            xb = _augment(np.asarray(X[b], np.float32), rng, cfg, None)  # X[b] is a copy; all of it, as on one process
             p, ps = shard
             s = slice(p * len(b) // ps, (p + 1) * len(b) // ps)
             return std(xb[s]), Y[b[s]], w[b[s]]

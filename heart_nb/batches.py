@@ -73,6 +73,17 @@ def _add_noise(P: np.ndarray, field: np.ndarray, at: np.ndarray, level: np.ndarr
     return P
 
 
+def _hum(f0: np.ndarray, level: np.ndarray, fc: np.ndarray) -> np.ndarray:
+    "Hum in dB per Mel band (n, n_mels): `f0` Hz at `level` dB, harmonics 2 and 3 at -6, -12, neighbour bands -3."
+    n, nm = len(f0), len(fc)
+    hum = np.full((n, nm), -200.0, np.float32)  # -200 dB: no hum in that band
+    b = np.abs(fc - np.array([1, 2, 3])[:, None, None] * f0[:, None]).argmin(axis=2)  # each harmonic's band (3, n)
+    band = np.stack([b, np.maximum(b - 1, 0), np.minimum(b + 1, nm - 1)])  # and its neighbours (3, 3, n)
+    db = (level + np.array([0.0, -6.0, -12.0])[:, None])[None] + np.array([0.0, -3.0, -3.0])[:, None, None]
+    np.maximum.at(hum, (np.broadcast_to(np.arange(n), band.shape), band), db)  # the loudest where two meet
+    return hum
+
+
 def _response(n: int, rng: np.random.Generator, cfg: HeartConfig) -> np.ndarray:
     "`n` other stethoscopes' responses, dB per Mel band (n, n_mels): a smooth ±6 dB EQ and 4th-order band limits."
     fc = band_centres(cfg)
@@ -150,11 +161,7 @@ def _augment(X: np.ndarray, rng: np.random.Generator, cfg: HeartConfig, styles: 
         fc = band_centres(cfg)
         f0 = np.array([50.0, 60.0])[rng.integers(0, 2, len(i))]  # as rng.choice, without its overhead
         level = _power_mean(X[i]) + rng.uniform(-15, 8, len(i))  # its band up to 8 dB above the power
-        hum = np.full((len(i), nm), -200.0, np.float32)
-        b = np.abs(fc - np.array([1, 2, 3])[:, None, None] * f0[:, None]).argmin(axis=2)  # each harmonic's band (3, n)
-        band = np.stack([b, np.maximum(b - 1, 0), np.minimum(b + 1, nm - 1)])  # and its neighbours (3, 3, n)
-        db = (level + np.array([0.0, -6.0, -12.0])[:, None])[None] + np.array([0.0, -3.0, -3.0])[:, None, None]
-        np.maximum.at(hum, (np.broadcast_to(np.arange(len(i)), band.shape), band), db)  # the loudest where they meet
+        hum = _hum(f0, level, fc)
         on = np.flatnonzero((hum > -200).any(axis=0))  # the hum's bands: elsewhere it adds nothing
         X[np.ix_(i, on)] = _power_add(X[np.ix_(i, on)], hum[:, on, None])
     i = pick(7)  # band-limit: a ramp above a cut-off

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -72,6 +74,13 @@ def widget_manager(cache: Path) -> dict[str, Path]:
     return files
 
 
+def cell_seconds(path: Path) -> list[float]:
+    "Each executed cell's seconds, from the timestamps nbclient records (so that a slow run says which cell was)."
+    stamp = lambda c, k: datetime.fromisoformat(c["metadata"]["execution"][k].replace("Z", "+00:00"))
+    cells = json.loads(path.read_text())["cells"]
+    return [(stamp(c, "shell.execute_reply") - stamp(c, "iopub.execute_input")).total_seconds() for c in cells]
+
+
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else ".ci/out").resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -97,6 +106,7 @@ def main() -> None:
     }
     (work / "panel.ipynb").write_text(json.dumps(nb))
     jup = [sys.executable, "-m", "jupyter", "nbconvert"]
+    t0 = time.perf_counter()
     r = subprocess.run(
         [
             *jup,
@@ -115,6 +125,7 @@ def main() -> None:
     )
     if r.returncode:
         fail(f"nbconvert --execute failed: {r.stderr.strip()[-800:]}")
+    took = {"execute": time.perf_counter() - t0, "cells": cell_seconds(work / "panel_run.ipynb")}
     r = subprocess.run(
         [
             *jup,
@@ -147,11 +158,13 @@ def main() -> None:
     shutil.copytree(wm["fonts"], work / "@jupyter-widgets" / "html-manager" / "dist")
     with serve(work) as base:
         url = f"{base}/panel.html"
+        t0 = time.perf_counter()
         try:
             dom = browse(chromium, url, "--dump-dom")
             browse(chromium, url, "--window-size=1100,1000", f"--screenshot={out / 'panel.png'}")
         except BrowserHung as e:
             fail(str(e))
+        took["chromium"] = time.perf_counter() - t0
     (out / "panel_dom.html").write_text(dom)
     panel = dom[dom.find("widget-vbox") :]
     checks = {
@@ -168,6 +181,8 @@ def main() -> None:
         f"widget_browser: the panel rendered offline in {Path(chromium).name}: "
         + ", ".join(checks)
         + f"; {out / 'panel.png'}"
+        + f" (kernel {took['execute']:.0f} s, its cells {', '.join(f'{c:.0f}' for c in took['cells'])} s;"
+        + f" chromium {took['chromium']:.0f} s)"
     )
 
 

@@ -48,12 +48,12 @@ max-pool; the same function and weights). fused: the norm before the pool in eve
 first; the CRNN's own). pool_first: the pool before the norm in every model (the CNN's own; the CRNN's a lever that
 changes the function, kept only if bench/accuracy.py --block pool_first holds the CV's accuracy).
 
---profile: where an epoch's time goes, each stage timed alone on the same batches (median ms per batch of
-`batch_size`, then times the batches of an epoch): drawing and augmenting windows (`augment_windows`, NumPy, as
-the thread that prepares batches does it), standardising, the forward pass, forward + backward (the gradients, a
-compiled `tf.function`), the whole train step (`train_on_batch`: + the optimizer and the metrics; the optimizer is
-the difference), and validation (a `predict` over the validation windows, 15 % of them as in `train`). The loop
-overlaps the first two with the model (`heart_nb.batches.prefetched`), so the stages add up to more than its epoch.
+--profile: where an epoch's time goes, each stage timed alone on the same batches (median ms per batch of `batch_size`,
+then times the batches of an epoch): drawing and augmenting windows (`augment_windows`, NumPy; the thread that prepares
+batches does the same without its second copy of the batch), standardising, the forward pass, forward + backward (the
+gradients, a compiled `tf.function`), the whole train step (`train_on_batch`: + the optimizer and the metrics; the
+optimizer is the difference), and validation (a `predict` over the validation windows, 15 % of them as in `train`). The
+loop overlaps the first two with the model (`heart_nb.batches.prefetched`), so the stages add up to more than its epoch.
 
 Prints a header, a line per round, then one JSON line per model:
 {"model": "cnn", "loop_windows_per_s": ..., "bare_fit_windows_per_s": ..., "overhead": bare/loop,

@@ -165,10 +165,10 @@ def _augment(X: np.ndarray, rng: np.random.Generator, cfg: HeartConfig, styles: 
         on = np.flatnonzero((hum > -200).any(axis=0))  # the hum's bands: elsewhere it adds nothing
         X[np.ix_(i, on)] = _power_add(X[np.ix_(i, on)], hum[:, on, None])
     i = pick(7)  # band-limit: a ramp above a cut-off
-    cut = rng.integers(nm // 2, nm, len(i))
+    lo = nm // 2  # the lowest cut-off: the bands below it lose nothing, so only those above are touched
+    cut = rng.integers(lo, nm, len(i))
     ramp = np.clip((np.arange(nm) - cut[:, None]) / np.maximum(nm - 1 - cut, 1)[:, None], 0, None)
-    h = nm // 2  # every cut is at or above it: the bands below lose nothing
-    X[i, h:] -= (ramp * rng.uniform(10, 30, len(i))[:, None]).astype(np.float32)[:, h:, None]
+    X[i, lo:] -= (ramp * rng.uniform(10, 30, len(i))[:, None]).astype(np.float32)[:, lo:, None]
     i = pick(8)  # SpecAugment masks, at each window's mean: one span of bands, one of frames
     means = X[i].reshape(len(i), nm * nf).mean(axis=1)
     f0, t0 = rng.integers(0, nm, len(i)), rng.integers(0, nf, len(i))
